@@ -1,3 +1,80 @@
-"""Deep Exemplar-based Colorization (He et al., SIGGRAPH 2018) in PyTorch."""
+"""Deep Exemplar-based Colorization (He et al., SIGGRAPH 2018) in PyTorch.
+
+Everything the ComfyUI nodes and the ``deepexemplar`` command do is available here::
+
+    from deepexemplar_core import colorize, load_models, read_image
+    models = load_models("auto")            # paper weights when converted, else the built-in lite
+    result = colorize(read_image("gray.png").pixels, read_image("ref.jpg").rgb(), models)
+    result.images[0]                        # (3, H, W) in [0, 1] at the target's original size
+
+Names are imported lazily so that ``import deepexemplar_core`` stays cheap (no torch hub, no
+compiled extension, no progress bars until used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Backbone": "structures",
+    "ColorizeConfig": "pipeline",
+    "ColorizeResult": "pipeline",
+    "Colorizer": "structures",
+    "ColorizerInputs": "structures",
+    "Correspondence": "structures",
+    "DenseMatch": "matching",
+    "ExampleColorNet": "models.colornet",
+    "FeaturePyramid": "structures",
+    "GrayVGG19BN": "models.vgg_gray",
+    "ImageReadError": "image_io",
+    "LevelConfig": "matching",
+    "LoadedImage": "image_io",
+    "MatchConfig": "matching",
+    "MatchResult": "pipeline",
+    "Models": "models_loading",
+    "PaperColorizer": "models.colornet",
+    "PropagationColorizer": "lite",
+    "Similarity": "structures",
+    "SimilarityResult": "pipeline",
+    "WeightsNotFoundError": "weights",
+    "colorize": "pipeline",
+    "compute_similarity": "pipeline",
+    "confidence_map": "confidence",
+    "dense_match": "matching",
+    "encode_colornet_input": "models.colornet",
+    "lab_to_rgb": "color",
+    "load_models": "models_loading",
+    "match_images": "pipeline",
+    "read_combo": "authors_io",
+    "read_flow": "authors_io",
+    "read_image": "image_io",
+    "reinhard_transfer": "baselines",
+    "resolve_weights": "weights",
+    "rgb_to_lab": "color",
+    "similarity_maps": "similarity",
+    "upsample_chroma": "upsample",
+    "warp_colors": "warp",
+    "welsh_transfer": "baselines",
+    "write_combo": "authors_io",
+    "write_flow": "authors_io",
+    "write_image": "image_io",
+}
+
+__all__ = sorted(["__version__", *_EXPORTS])
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepexemplar_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
