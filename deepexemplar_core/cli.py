@@ -19,7 +19,6 @@ Exit codes (stable, for scripts):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -85,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
     demo.add_argument("-o", "--output", type=Path, default=Path("out"), help="output folder")
     demo.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    from .convert.cli import add_convert_parser
+    from .convert.cli import add_convert_parser, run_convert
 
-    add_convert_parser(sub)
+    add_convert_parser(sub).set_defaults(run=run_convert)
     from .ops.cli import add_ext_parsers
 
     add_ext_parsers(sub)

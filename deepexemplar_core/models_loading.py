@@ -69,11 +69,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def _load_paper_backbone(path: Path) -> tuple[Backbone, str]:
     from .models.vgg_gray import GrayVGG19BN
-    from .weights import load_state_checked, sha256_file
+    from .weights import load_state_checked, read_safetensors_header, sha256_file
 
-    state = load_state_checked(path, None, "gray VGG19-BN")
-    net = GrayVGG19BN(with_classifier="fc6.weight" in state)
-    load_state_checked(path, net, "gray VGG19-BN")
+    net = GrayVGG19BN(with_classifier="fc6.weight" in read_safetensors_header(path))
+    load_state_checked(path, net, "GrayVGG19BN")
     return net.eval(), sha256_file(path)
 
 

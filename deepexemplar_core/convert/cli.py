@@ -1,0 +1,62 @@
+"""``deepexemplar convert``: the authors' released files -> safetensors + manifest.
+
+The lead's ``deepexemplar_core/cli.py`` wires it in::
+
+    add_convert_parser(subparsers)           # registers "convert"
+    return run_convert(args)                 # when args.command == "convert"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..weights import default_weights_dir, manifest_path, read_manifest
+from .caffemodel import CaffeModelError
+from .converters import KINDS, convert_file
+from .torch_files import ConversionError
+
+
+def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``convert`` sub-command to an ``argparse`` sub-parser collection."""
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert the authors' weights (example_net.pth, the gray VGG19-BN .caffemodel, "
+        "the video vgg19_gray.pth) to safetensors",
+        description="Convert one of the authors' released weight files to safetensors with a "
+        f"manifest. Default output folder: {default_weights_dir()} (set $DEEPEXEMPLAR_CACHE to "
+        "move it); files there are found automatically.",
+    )
+    parser.add_argument("src", help="the file to convert")
+    parser.add_argument(
+        "--kind",
+        choices=("auto", *KINDS),
+        default="auto",
+        help="which file it is (default: auto, by extension and content)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output folder or .safetensors file (default: the local weights folder)",
+    )
+    parser.set_defaults(command="convert")
+    return parser
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Run the conversion described by ``args``; print what was written. Returns an exit code."""
+    try:
+        path = convert_file(args.src, args.output, kind=args.kind)
+    except (ConversionError, CaffeModelError, OSError, ValueError) as e:
+        print(f"deepexemplar convert: error: {e}", file=sys.stderr)
+        return 1
+    manifest = read_manifest(path)
+    print(
+        f"wrote {path} ({manifest['network']}, {len(manifest['tensors'])} tensors, "
+        f"sha256 {manifest['sha256']})"
+    )
+    print(f"wrote {manifest_path(path)}")
+    for note in manifest["notes"]:
+        print(f"note: {note}")
+    return 0
