@@ -19,8 +19,6 @@ from .cli import EXIT_ERROR, EXIT_INPUT, EXIT_OK, EXIT_WEIGHTS, IMAGE_SUFFIXES
 
 logger = logging.getLogger("deepexemplar")
 
-EXAMPLES = Path(__file__).resolve().parent / "examples"
-
 
 @dataclass
 class _Job:
@@ -123,7 +121,8 @@ def _process_batch(jobs: list[_Job], reference, ref_path: Path, models, config, 
         return
     for job, image, rgb in zip(ready, loaded, result.images, strict=True):
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        write_image(job.output, rgb.cpu(), alpha=image.alpha, bit_depth=image.bit_depth,
+        deep = image.bit_depth > 8 and job.output.suffix.lower() not in (".jpg", ".jpeg")
+        write_image(job.output, rgb.cpu(), alpha=image.alpha, bit_depth=16 if deep else 8,
                     metadata=_metadata(models, ref_path, job.source, config))
         job.status, job.timings = "ok", {k: round(v, 4) for k, v in result.timings.items()}
     if intermediates:
@@ -209,9 +208,9 @@ def _report(jobs: list[_Job], models, as_json: bool) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Implementation of ``deepexemplar demo``: colorize the bundled example pair."""
-    target = EXAMPLES / "target_gray.png"
-    reference = EXAMPLES / "reference.jpg"
-    args.targets, args.reference = [target], reference
+    from .examples import EXAMPLE_REFERENCE, EXAMPLE_TARGET
+
+    args.targets, args.reference = [EXAMPLE_TARGET], EXAMPLE_REFERENCE
     args.output = args.output / "example_colorized.png"
     args.save_intermediates, args.quiet, args.batch_size = False, True, 1
     return run_colorize(args)
