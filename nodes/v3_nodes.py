@@ -1,0 +1,316 @@
+"""The ComfyUI V3 nodes of the pack: thin wrappers around :mod:`nodes.logic`.
+
+Each ``execute`` converts ComfyUI tensors, asks ComfyUI for devices, memory and progress, and
+calls a plain function; no algorithm lives here. Node ids (``DeepExemplar_<ClassName>``) and
+input names are frozen: saved workflows refer to them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.utils
+import folder_paths
+import torch
+from comfy_api.latest import ComfyExtension, io
+from typing_extensions import override
+
+from . import logic
+
+CATEGORY = "image/colorization"
+
+Backbone = io.Custom("DEEPEXEMPLAR_BACKBONE")
+ColorNet = io.Custom("DEEPEXEMPLAR_COLORNET")
+Correspondence = io.Custom("DEEPEXEMPLAR_CORRESPONDENCE")
+SimilarityType = io.Custom("DEEPEXEMPLAR_SIMILARITY")
+
+SIZE_TOOLTIP = ("Working short side in pixels (floored to a multiple of 8). The authors' models "
+                "were trained at 256; larger is slower and finer. The output keeps the input size.")
+
+
+def register_weights_folder() -> None:
+    """Register ``models/deepexemplar`` with ComfyUI (extra_model_paths.yaml entries are kept)."""
+    folder_paths.add_model_folder_path(
+        logic.WEIGHTS_FOLDER, os.path.join(folder_paths.models_dir, logic.WEIGHTS_FOLDER))
+
+
+def _weights_files() -> list[str]:
+    return folder_paths.get_filename_list(logic.WEIGHTS_FOLDER)
+
+
+def _weights_path(choice: str, builtins: tuple[str, ...]) -> str | None:
+    if choice in builtins:
+        return None
+    return folder_paths.get_full_path(logic.WEIGHTS_FOLDER, choice)
+
+
+def _patcher(module: torch.nn.Module | None) -> object:
+    """Wrap a network so ComfyUI's memory manager can load and evict it (None if no weights)."""
+    if module is None:
+        return None
+    return comfy.model_patcher.ModelPatcher(
+        module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+def _models(backbone: logic.BackboneHandle, colornet: logic.ColorNetHandle | None, node: str):
+    """Load the networks where ComfyUI wants them and return the core ``Models``."""
+    patchers = [h.patcher for h in (backbone, colornet) if h is not None and h.patcher is not None]
+    if patchers:
+        mm.load_models_gpu(patchers)
+    return logic.assemble_models(backbone, colornet, mm.get_torch_device(), node)
+
+
+def _report(node_id: str | None):
+    """A progress callback that drives a ProgressBar and honours ComfyUI's Cancel button."""
+    bar = comfy.utils.ProgressBar(1000, node_id=node_id)
+
+    def report(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(round(1000 * done / max(total, 1)), 1000)
+
+    return report
+
+
+def _weights_inputs(builtins: tuple[str, ...], what: str) -> list[io.Input]:
+    return [
+        io.Combo.Input(
+            "weights", options=logic.weight_options(_weights_files(), builtins),
+            default=builtins[0],
+            tooltip=f"{what}. Built-in entries need no file; other entries are the .safetensors "
+                    f"files in models/{logic.WEIGHTS_FOLDER}/ (or folders added with "
+                    "extra_model_paths.yaml)."),
+        io.Boolean.Input(
+            "allow_download", default=False,
+            tooltip="Off (default): never touch the network; missing weights are an error that "
+                    "names the folder to use. On: download missing paper weights from the "
+                    "Hugging Face Hub into the cache."),
+    ]
+
+
+class LoadGrayVGG(io.ComfyNode):
+    """Load the feature backbone: the authors' gray VGG19-BN or the built-in lite one."""
+
+    BUILTINS = (logic.BUILTIN_LITE, logic.PAPER_BACKBONE_AUTO)
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DeepExemplar_LoadGrayVGG",
+            display_name="Load Gray VGG Backbone (DeepExemplar)",
+            category=CATEGORY,
+            description="Loads the luminance feature network used for matching and similarity.",
+            inputs=_weights_inputs(cls.BUILTINS, "Backbone weights"),
+            outputs=[Backbone.Output(
+                display_name="backbone",
+                tooltip="Feature backbone for DenseMatch and ExemplarColorize.")],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, weights, allow_download):
+        path = _weights_path(weights, cls.BUILTINS)
+        return (weights, allow_download, logic.file_fingerprint(path))
+
+    @classmethod
+    def execute(cls, weights, allow_download) -> io.NodeOutput:
+        path = _weights_path(weights, cls.BUILTINS)
+        if weights not in cls.BUILTINS and path is None:
+            raise logic.NodeInputError("LoadGrayVGG", f"the file '{weights}' is no longer in "
+                                       f"models/{logic.WEIGHTS_FOLDER}/.",
+                                       "put it back or pick another entry (refresh the list).")
+        handle = logic.load_backbone(weights, path, allow_download=allow_download,
+                                     search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
+        handle = logic.BackboneHandle(handle.family, handle.backbone, handle.provenance,
+                                      handle.choice, _patcher(logic.network_of(handle.backbone)))
+        return io.NodeOutput(handle)
+
+
+class LoadColorNet(io.ComfyNode):
+    """Load the colorization network, or choose the weights-free colorizer."""
+
+    BUILTINS = (logic.NO_COLORNET, logic.PAPER_COLORNET_AUTO)
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DeepExemplar_LoadColorNet",
+            display_name="Load Colorization Network (DeepExemplar)",
+            category=CATEGORY,
+            description="Loads the network that predicts colour from the warped reference; "
+                        "'none' keeps confident reference colours and propagates them.",
+            inputs=_weights_inputs(cls.BUILTINS, "Colorization network weights"),
+            outputs=[ColorNet.Output(display_name="colornet",
+                                     tooltip="Colorizer for ExemplarColorize.")],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, weights, allow_download):
+        path = _weights_path(weights, cls.BUILTINS)
+        return (weights, allow_download, logic.file_fingerprint(path))
+
+    @classmethod
+    def execute(cls, weights, allow_download) -> io.NodeOutput:
+        path = _weights_path(weights, cls.BUILTINS)
+        if weights not in cls.BUILTINS and path is None:
+            raise logic.NodeInputError("LoadColorNet", f"the file '{weights}' is no longer in "
+                                       f"models/{logic.WEIGHTS_FOLDER}/.",
+                                       "put it back or pick another entry (refresh the list).")
+        handle = logic.load_colornet(weights, path, allow_download=allow_download,
+                                     search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
+        handle = logic.ColorNetHandle(handle.colorizer, handle.needs_family, handle.provenance,
+                                      handle.choice, _patcher(logic.network_of(handle.colorizer)))
+        return io.NodeOutput(handle)
+
+
+def _image_inputs() -> list[io.Input]:
+    return [
+        io.Image.Input("target", tooltip="Gray photo(s) or video frames to colorize (an IMAGE "
+                                         "batch; colour inputs are reduced to their luminance)."),
+        io.Image.Input("reference", tooltip="One colour photo whose colours are transferred "
+                                            "(batch of 1; any size)."),
+        Backbone.Input("backbone", tooltip="From Load Gray VGG Backbone."),
+    ]
+
+
+class DenseMatch(io.ComfyNode):
+    """Bidirectional dense correspondence between the targets and the reference."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DeepExemplar_DenseMatch",
+            display_name="Dense Match (DeepExemplar)",
+            category=CATEGORY,
+            description="Finds, for every target pixel, the matching reference pixel (and back) "
+                        "with deep features, coarse to fine.",
+            inputs=_image_inputs() + [
+                io.Int.Input("size", default=256, min=logic.MIN_SIDE, max=4096, step=8,
+                             tooltip=SIZE_TOOLTIP)],
+            outputs=[Correspondence.Output(
+                display_name="correspondence",
+                tooltip="Fields for SimilarityMaps / ExemplarColorize.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, target, reference, backbone, size) -> io.NodeOutput:
+        node = "DenseMatch"
+        target_t = logic.image_to_core(target, "target", node)
+        reference_t = logic.reference_to_core(reference, node)
+        config = logic.make_config(node, size)
+        models = _models(backbone, None, node)
+        match = logic.run_match(models, target_t, reference_t, config, node,
+                                _report(cls.hidden.unique_id))
+        match = logic.move_tensors(match, mm.intermediate_device())
+        return io.NodeOutput(logic.MatchHandle(match, config.size, backbone))
+
+
+class SimilarityMaps(io.ComfyNode):
+    """The ten similarity maps, the warped reference and the confidence of a correspondence."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DeepExemplar_SimilarityMaps",
+            display_name="Similarity Maps (DeepExemplar)",
+            category=CATEGORY,
+            description="Computes how well each target pixel matches the reference (5 levels x 2 "
+                        "directions) and warps the reference colours onto the target.",
+            inputs=[Correspondence.Input("correspondence", tooltip="From Dense Match.")],
+            outputs=[
+                SimilarityType.Output(display_name="similarity",
+                                      tooltip="For ExemplarColorize (reuses this work)."),
+                io.Image.Output(display_name="maps_preview",
+                                tooltip="Top row T->R, bottom row R->T, coarse to fine; "
+                                        "white = similar. Working resolution."),
+                io.Image.Output(display_name="warped_reference",
+                                tooltip="Reference colours carried onto the target (working "
+                                        "resolution)."),
+                io.Mask.Output(display_name="confidence",
+                               tooltip="How much the warped colour can be trusted, 0..1, at the "
+                                       "target's size."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, correspondence) -> io.NodeOutput:
+        node = "SimilarityMaps"
+        models = _models(correspondence.backbone, None, node)
+        mm.throw_exception_if_processing_interrupted()
+        result = logic.run_similarity(models, correspondence.match, node)
+        out = mm.intermediate_device()
+        result = logic.move_tensors(result, out)
+        return io.NodeOutput(
+            logic.SimilarityHandle(result, correspondence),
+            logic.similarity_grid(result).to(out),
+            logic.warped_preview(result).to(out),
+            logic.confidence_mask(result, correspondence.match.original_size).to(out),
+        )
+
+
+class ExemplarColorize(io.ComfyNode):
+    """Colorize gray targets with a reference photo's colours."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DeepExemplar_ExemplarColorize",
+            display_name="Exemplar Colorize (DeepExemplar)",
+            category=CATEGORY,
+            description="Colours gray photos or frames like the reference photo (Deep "
+                        "Exemplar-based Colorization, He et al. 2018); output keeps the input "
+                        "size.",
+            inputs=_image_inputs() + [
+                ColorNet.Input("colornet", tooltip="From Load Colorization Network."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.05,
+                               tooltip="Colour strength: 1 = as predicted, 0 = gray (disabled), "
+                                       ">1 more saturated."),
+                io.Int.Input("size", default=256, min=logic.MIN_SIDE, max=4096, step=8,
+                             tooltip=SIZE_TOOLTIP),
+                io.Combo.Input("upsample", options=["guided", "bicubic"], default="guided",
+                               tooltip="How colour is brought to full size: 'guided' follows the "
+                                       "target's edges; 'bicubic' is the authors' choice."),
+                Correspondence.Input("correspondence", optional=True,
+                                     tooltip="Optional: reuse a Dense Match of the same targets "
+                                             "(same size setting)."),
+                SimilarityType.Input("similarity", optional=True,
+                                     tooltip="Optional: reuse Similarity Maps of the same "
+                                             "correspondence."),
+            ],
+            outputs=[io.Image.Output(display_name="image",
+                                     tooltip="Colorized images, same size and count as 'target'.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, target, reference, backbone, colornet, strength, size, upsample,
+                correspondence=None, similarity=None) -> io.NodeOutput:
+        node = "ExemplarColorize"
+        target_t = logic.image_to_core(target, "target", node)
+        reference_t = logic.reference_to_core(reference, node)
+        config = logic.make_config(node, size, strength, upsample)
+        models = _models(backbone, colornet, node)
+        images = logic.run_colorize(models, target_t, reference_t, config, node,
+                                    match=correspondence, similarity=similarity,
+                                    report=_report(cls.hidden.unique_id))
+        mm.soft_empty_cache()
+        return io.NodeOutput(logic.images_to_comfy(images, mm.intermediate_device()))
+
+
+NODES: list[type[io.ComfyNode]] = [
+    LoadGrayVGG, LoadColorNet, DenseMatch, SimilarityMaps, ExemplarColorize]
+
+
+class DeepExemplarExtension(ComfyExtension):
+    """Registers the pack's nodes and its weights folder."""
+
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> ComfyExtension:
+    """ComfyUI's V3 entry point for this module."""
+    register_weights_folder()
+    return DeepExemplarExtension()

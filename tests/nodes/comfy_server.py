@@ -1,0 +1,144 @@
+"""Start a throw-away headless ComfyUI with this pack installed (for tests and the snapshot tool).
+
+The ComfyUI checkout is found through ``$COMFYUI_DIR``; nothing of ComfyUI is part of this
+repository. The server runs on 127.0.0.1 with ``--cpu`` and a temporary ``--base-directory``
+(custom_nodes, models, input, output, temp and user all live there), so the checkout stays
+untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PACK_NAME = "comfyui-deep-exemplar"
+#: Core ComfyUI node types the example workflows use, besides the pack's own.
+CORE_NODES = ("LoadImage", "SaveImage", "PreviewImage", "MaskToImage", "ImageBatch")
+PACK_NODES = ("DeepExemplar_LoadGrayVGG", "DeepExemplar_LoadColorNet", "DeepExemplar_DenseMatch",
+              "DeepExemplar_SimilarityMaps", "DeepExemplar_ExemplarColorize")
+
+
+def comfyui_dir() -> Path | None:
+    """``$COMFYUI_DIR`` when it holds a ComfyUI checkout (``main.py`` and ``comfy_api/``)."""
+    value = os.environ.get("COMFYUI_DIR")
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if (path / "main.py").is_file() and (path / "comfy_api").is_dir() else None
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare_base(base: Path) -> Path:
+    """Create a base directory with the pack linked into ``custom_nodes`` and the example images
+    copied into ``input``; return the ``models/deepexemplar`` folder."""
+    (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    link = base / "custom_nodes" / PACK_NAME
+    if not link.exists():
+        link.symlink_to(REPO, target_is_directory=True)
+    (base / "input").mkdir(exist_ok=True)
+    for image in (REPO / "workflows" / "images").glob("*.jpg"):
+        shutil.copy2(image, base / "input" / image.name)
+    weights = base / "models" / "deepexemplar"
+    weights.mkdir(parents=True, exist_ok=True)
+    return weights
+
+
+def start_server(comfy: Path, base: Path, port: int, log: Path,
+                 extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start ``main.py`` headless on 127.0.0.1:``port``; stdout and stderr go to ``log``."""
+    command = [sys.executable, str(comfy / "main.py"), "--cpu", "--listen", "127.0.0.1",
+               "--port", str(port), "--base-directory", str(base), "--disable-auto-launch",
+               "--disable-api-nodes", "--database-url", "sqlite:///:memory:", *extra_args]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.pop("DEEPEXEMPLAR_WEIGHTS", None)
+    handle = open(log, "wb")  # noqa: SIM115 - closed by stop_server
+    process = subprocess.Popen(command, cwd=str(comfy), stdout=handle, stderr=subprocess.STDOUT,
+                               env=env)
+    process.log_handle = handle
+    return process
+
+
+def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    """Wait until ``/system_stats`` answers; raise with the log tail if the server dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ComfyUI exited ({process.returncode}):\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url + "/system_stats", timeout=2) as response:
+                json.loads(response.read())
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"ComfyUI not ready after {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Terminate the server started by :func:`start_server` (this process only)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    process.log_handle.close()
+
+
+def normalise_object_info(info: dict) -> dict:
+    """The subset of ``/object_info`` the workflow tests use, stable across machines.
+
+    Keeps the pack's nodes and :data:`CORE_NODES`; the file lists of ``LoadImage`` depend on the
+    input folder and are emptied.
+    """
+    kept = {name: json.loads(json.dumps(info[name])) for name in (*PACK_NODES, *CORE_NODES)
+            if name in info}
+    load_image = kept.get("LoadImage", {}).get("input", {}).get("required", {}).get("image")
+    if load_image:
+        load_image[0] = []
+    return kept
+
+
+def main() -> int:
+    """Regenerate ``tests/nodes/data/object_info.json`` from a fresh server (needs $COMFYUI_DIR)."""
+    import tempfile
+
+    comfy = comfyui_dir()
+    if comfy is None:
+        print("set COMFYUI_DIR to a ComfyUI checkout", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        base, port = Path(tmp), free_port()
+        prepare_base(base)
+        log = base / "comfyui.log"
+        process = start_server(comfy, base, port, log)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url, process, log)
+            with urllib.request.urlopen(url + "/object_info", timeout=30) as response:
+                info = normalise_object_info(json.loads(response.read()))
+        finally:
+            stop_server(process)
+    target = REPO / "tests" / "nodes" / "data" / "object_info.json"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {target} ({len(info)} node types)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

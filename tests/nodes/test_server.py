@@ -1,0 +1,214 @@
+"""A real headless ComfyUI with the pack installed: node list, every API workflow, errors, client.
+
+Needs ``$COMFYUI_DIR`` (a ComfyUI checkout whose requirements are installed in this Python);
+skipped with the reason otherwise. The server runs on 127.0.0.1 with ``--cpu`` and a temporary
+``--base-directory``; the pack is symlinked into its ``custom_nodes``, the example images are
+copied into its ``input`` folder and generated paper weights are provided two ways: the gray VGG
+in ``models/deepexemplar``, the colour network in a folder named by ``extra_model_paths.yaml``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from comfy_server import (
+    PACK_NAME,
+    PACK_NODES,
+    comfyui_dir,
+    free_port,
+    normalise_object_info,
+    prepare_base,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+from pack_import import import_pack_module
+
+pytestmark = pytest.mark.comfyui
+
+REPO = Path(__file__).resolve().parents[2]
+API = REPO / "workflows" / "api"
+batch = import_pack_module("comfy_client.batch")
+
+
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory):
+    """``(url, base directory, log file)`` of a running server; stopped after the module."""
+    comfy = comfyui_dir()
+    if comfy is None:
+        pytest.skip("COMFYUI_DIR is not set to a ComfyUI checkout; the server test needs one "
+                    "(see docs/comfyui.md 'Running the tests')")
+    tiny_paper_weights = request.getfixturevalue("tiny_paper_weights")
+    base = tmp_path_factory.mktemp("comfy_base")
+    weights = prepare_base(base)
+    (weights / tiny_paper_weights["gray_vgg"].name).symlink_to(tiny_paper_weights["gray_vgg"])
+    elsewhere = base / "elsewhere" / "deepexemplar"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / tiny_paper_weights["colornet"].name).symlink_to(tiny_paper_weights["colornet"])
+    config = base / "extra_model_paths.yaml"
+    config.write_text(f"test_paths:\n    base_path: {base / 'elsewhere'}\n"
+                      "    deepexemplar: deepexemplar/\n", encoding="utf-8")
+    port, log = free_port(), base / "comfyui.log"
+    process = start_server(comfy, base, port, log, ("--extra-model-paths-config", str(config)))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, log)
+        yield url, base, log
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return batch.ComfyClient(server[0], retries=2, timeout=120)
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=60) as answer:
+        return json.loads(answer.read())
+
+
+def _workflow(name: str) -> dict:
+    return json.loads((API / f"{name}.json").read_text())
+
+
+def _run(client, workflow: dict, timeout: float = 600) -> dict:
+    return client.wait(client.queue_prompt(workflow), timeout)
+
+
+def _saved_images(client, entry: dict, kind: str = "output"):
+    from PIL import Image
+
+    images = []
+    for output in entry["outputs"].values():
+        for item in output.get("images", []):
+            if item["type"] == kind:
+                images.append(Image.open(io.BytesIO(client.download(item))).convert("RGB"))
+    return images
+
+
+def _chroma(image) -> float:
+    import numpy as np
+
+    rgb = np.asarray(image, dtype=np.float32) / 255.0
+    return float((rgb.max(-1) - rgb.min(-1)).mean())
+
+
+def test_object_info_lists_every_node_without_import_failure(server):
+    url, _, log = server
+    info = _get(url + "/object_info")
+    missing = [n for n in PACK_NODES if n not in info]
+    assert not missing, f"missing nodes {missing}; log:\n{log.read_text()[-3000:]}"
+    pack_lines = [line for line in log.read_text().splitlines() if PACK_NAME in line]
+    assert pack_lines and not any("IMPORT FAILED" in line or "Cannot import" in line
+                                  for line in pack_lines), pack_lines
+    snapshot = json.loads((Path(__file__).parent / "data" / "object_info.json").read_text())
+    live = normalise_object_info(info)
+    for name, entry in snapshot.items():
+        if name.startswith("DeepExemplar_"):
+            entry = dict(entry, input=dict(entry["input"]))  # weight lists differ: files here
+            for loader_key in ("required",):
+                entry["input"][loader_key] = {k: v for k, v in entry["input"][loader_key].items()
+                                              if k != "weights"}
+            have = dict(live[name], input=dict(live[name]["input"]))
+            have["input"]["required"] = {k: v for k, v in have["input"]["required"].items()
+                                         if k != "weights"}
+            assert have == entry, f"{name} changed: run `python tests/nodes/comfy_server.py`"
+        else:
+            assert live[name]["input_order"] == entry["input_order"], name
+
+
+def test_weights_listed_from_models_folder_and_extra_paths(server, tiny_paper_weights):
+    info = _get(server[0] + "/object_info/DeepExemplar_LoadColorNet")
+    options = info["DeepExemplar_LoadColorNet"]["input"]["required"]["weights"][1]["options"]
+    files = {tiny_paper_weights[name].name for name in ("gray_vgg", "colornet")}
+    assert files <= set(options)  # models/deepexemplar and the extra_model_paths.yaml folder
+    assert files <= set(_get(server[0] + "/models/deepexemplar"))
+
+
+def test_templates_are_served(server):
+    templates = _get(server[0] + "/api/workflow_templates")
+    assert sorted(templates[PACK_NAME]) == sorted(p.stem for p in API.glob("*.json"))
+    ui = _get(server[0] + f"/api/workflow_templates/{PACK_NAME}/colorize_photo.json")
+    assert any(n["type"] == "DeepExemplar_ExemplarColorize" for n in ui["nodes"])
+
+
+@pytest.mark.parametrize(("name", "count"), [("colorize_photo", 1), ("inspect_correspondence", 1),
+                                             ("batch_one_reference", 3)])
+def test_api_workflow_runs(client, server, name, count):
+    entry = _run(client, _workflow(name))
+    saved = _saved_images(client, entry)
+    assert len(saved) == count
+    from PIL import Image
+
+    target = Image.open(REPO / "workflows" / "images" / "deepexemplar_target_cat.jpg")
+    for image in saved:
+        assert image.size == target.size
+        assert _chroma(image) > 0.02, "the result should be in colour"
+    if name == "inspect_correspondence":
+        assert len(_saved_images(client, entry, "temp")) == 3
+        previews = {node: _saved_images(client, {"outputs": {node: entry["outputs"][node]}},
+                                        "temp")[0] for node in ("7", "8", "10")}
+        assert previews["7"].size == (5 * 256, 2 * 256)  # 2 directions x 5 levels of maps
+        assert previews["8"].size == (256, 256) and _chroma(previews["8"]) > 0.02  # warped
+        assert previews["10"].size == target.size  # the confidence mask, at the target's size
+
+
+def test_paper_weights_workflow(client, tiny_paper_weights):
+    workflow = _workflow("colorize_photo")
+    workflow["3"]["inputs"]["weights"] = tiny_paper_weights["gray_vgg"].name
+    workflow["4"]["inputs"]["weights"] = tiny_paper_weights["colornet"].name
+    workflow["5"]["inputs"]["size"] = 64
+    saved = _saved_images(client, _run(client, workflow))
+    assert len(saved) == 1 and saved[0].size == (192, 192)
+
+
+def test_bad_input_names_node_and_server_keeps_running(client, server):
+    workflow = _workflow("colorize_photo")
+    workflow["2"]["inputs"]["image"] = "deepexemplar_target_cat_2.jpg"  # gray "reference"
+    with pytest.raises(batch.ComfyError, match=r"DeepExemplar ExemplarColorize: 'reference' has "
+                                               r"no colour.*Fix: connect a colour photo"):
+        _run(client, workflow)
+    workflow = _workflow("colorize_photo")
+    workflow["3"]["inputs"]["weights"] = "missing.safetensors"  # V3 nodes skip combo checks
+    with pytest.raises(batch.ComfyError, match=r"DeepExemplar LoadGrayVGG: the file "
+                                               r"'missing.safetensors' is no longer in models/"):
+        _run(client, workflow)
+    assert "system" in _get(server[0] + "/system_stats")
+    assert len(_saved_images(client, _run(client, _workflow("colorize_photo")))) == 1
+
+
+def test_batch_client_folder_run(client, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("deepexemplar_target_cat_2.jpg", "deepexemplar_target_cat_3.jpg"):
+        shutil.copy2(REPO / "workflows" / "images" / name, inputs / name)
+    lines = []
+    results = batch.run_batch(
+        client, _workflow("colorize_photo"), sorted(inputs.iterdir()), tmp_path / "out",
+        reference=REPO / "workflows" / "images" / "deepexemplar_reference_cat.jpg",
+        report=lines.append)
+    assert [r.ok for r in results] == [True, True], [r.error for r in results]
+    assert all(Path(f).is_file() for r in results for f in r.outputs)
+    assert sum("queued" in line for line in lines) == 2
+
+
+def test_interrupt_stops_a_running_prompt(client, server):
+    workflow = _workflow("batch_one_reference")
+    workflow["9"]["inputs"]["strength"] = 0.95  # not cached: the colorize node must run again
+    prompt_id = client.queue_prompt(workflow)
+    deadline = time.monotonic() + 60
+    while not _get(server[0] + "/queue")["queue_running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    urllib.request.urlopen(urllib.request.Request(server[0] + "/interrupt", data=b"",
+                                                  method="POST"), timeout=10).close()
+    with pytest.raises(batch.ComfyError, match="execution_interrupted"):
+        client.wait(prompt_id, 300)
+    assert "system" in _get(server[0] + "/system_stats")

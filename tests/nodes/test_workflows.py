@@ -1,0 +1,112 @@
+"""The example workflows: UI/API twins in sync, valid against the node schemas, shippable.
+
+Runs without ComfyUI against ``data/object_info.json``, a snapshot of ``/object_info`` for the
+pack's nodes and the core nodes the workflows use. ``test_server.py`` and ``test_v3_nodes.py``
+check that the snapshot still equals what a live ComfyUI reports (regenerate it with
+``python tests/nodes/comfy_server.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pack_import import import_pack_module
+
+workflow_tools = import_pack_module("comfy_client.workflow")
+api_to_ui, check_api_workflow = workflow_tools.api_to_ui, workflow_tools.check_api_workflow
+ui_to_api, widget_slots = workflow_tools.ui_to_api, workflow_tools.widget_slots
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / "workflows"
+API_FILES = sorted((WORKFLOWS / "api").glob("*.json"))
+UI_FILES = sorted(WORKFLOWS.glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def object_info() -> dict:
+    return json.loads((Path(__file__).parent / "data" / "object_info.json").read_text())
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_three_workflows_with_twins():
+    names = {p.stem for p in API_FILES}
+    assert {"colorize_photo", "inspect_correspondence", "batch_one_reference"} <= names
+    assert names == {p.stem for p in UI_FILES}, "every UI workflow needs an API twin and back"
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=lambda p: p.stem)
+def test_api_workflow_fits_schemas(path, object_info):
+    assert check_api_workflow(_load(path), object_info) == []
+
+
+@pytest.mark.parametrize("path", UI_FILES, ids=lambda p: p.stem)
+def test_ui_twin_converts_to_api_twin(path, object_info):
+    assert ui_to_api(_load(path), object_info) == _load(WORKFLOWS / "api" / path.name)
+
+
+@pytest.mark.parametrize("path", API_FILES, ids=lambda p: p.stem)
+def test_workflow_runs_on_fresh_install(path, object_info, logic):
+    """Built-in models only, and every loaded image ships in workflows/images/."""
+    for node in _load(path).values():
+        inputs = node["inputs"]
+        if node["class_type"] == "DeepExemplar_LoadGrayVGG":
+            assert inputs["weights"] == logic.BUILTIN_LITE and inputs["allow_download"] is False
+        if node["class_type"] == "DeepExemplar_LoadColorNet":
+            assert inputs["weights"] == logic.NO_COLORNET and inputs["allow_download"] is False
+        if node["class_type"] == "LoadImage":
+            assert (WORKFLOWS / "images" / inputs["image"]).is_file(), inputs["image"]
+
+
+def test_pack_nodes_in_snapshot_offer_builtins(object_info, logic):
+    gray = object_info["DeepExemplar_LoadGrayVGG"]["input"]["required"]["weights"][1]["options"]
+    color = object_info["DeepExemplar_LoadColorNet"]["input"]["required"]["weights"][1]["options"]
+    assert gray[:2] == [logic.BUILTIN_LITE, logic.PAPER_BACKBONE_AUTO]
+    assert color[:2] == [logic.NO_COLORNET, logic.PAPER_COLORNET_AUTO]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda wf: wf["5"].__setitem__("class_type", "DeepExemplar_Colorise"),
+         "unknown node type 'DeepExemplar_Colorise'"),
+        (lambda wf: wf["5"]["inputs"].__setitem__("colour_strength", 1.0),
+         "no input named 'colour_strength'"),
+        (lambda wf: wf["5"]["inputs"].pop("backbone"), "required input 'backbone' missing"),
+        (lambda wf: wf["5"]["inputs"].__setitem__("backbone", ["4", 0]),
+         "expects DEEPEXEMPLAR_BACKBONE, linked to a DEEPEXEMPLAR_COLORNET output"),
+        (lambda wf: wf["5"]["inputs"].__setitem__("upsample", "nearest"),
+         "'nearest' is not one of its options"),
+        (lambda wf: wf["6"]["inputs"].__setitem__("images", ["9", 0]), "links to missing node 9"),
+    ],
+)
+def test_checker_reports_broken_workflows(object_info, edit, message):
+    workflow = _load(WORKFLOWS / "api" / "colorize_photo.json")
+    edit(workflow)
+    problems = check_api_workflow(workflow, object_info)
+    assert any(message in p for p in problems), problems
+
+
+def test_ui_round_trip_and_widget_order(object_info):
+    api = _load(WORKFLOWS / "api" / "inspect_correspondence.json")
+    ui = api_to_ui(api, object_info)
+    assert ui_to_api(ui, object_info) == api
+    assert widget_slots(object_info["LoadImage"]) == [("image", 1)]
+    colorize = next(n for n in ui["nodes"] if n["type"] == "DeepExemplar_ExemplarColorize")
+    assert colorize["widgets_values"] == [1.0, 256, "guided"]
+    assert {s["name"] for s in colorize["inputs"]} == {
+        "target", "reference", "backbone", "colornet", "correspondence", "similarity"}
+
+
+def test_ui_widget_count_mismatch_is_an_error(object_info):
+    WorkflowError = workflow_tools.WorkflowError  # noqa: N806
+
+    ui = _load(WORKFLOWS / "colorize_photo.json")
+    node = next(n for n in ui["nodes"] if n["type"] == "DeepExemplar_ExemplarColorize")
+    node["widgets_values"].append("extra")
+    with pytest.raises(WorkflowError, match="4 widget values, the schema has 3"):
+        ui_to_api(ui, object_info)
