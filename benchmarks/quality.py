@@ -1,0 +1,287 @@
+"""Quality benchmark: gray, Reinhard, Welsh, lite (and paper) on real photos with ground truth.
+
+For each colour photo of the folder built by ``benchmarks/datasets.py`` (short side resized to
+``--size``), the target is the photo's luminance and the ground truth the photo itself. The
+references are other views of the same photo (``self`` cases: ``flip``, ``crop``, ``shift``,
+``rescale``) and a different photo (``cross``: the next photo of the manifest). Every method
+is a callable in :data:`METHODS` ``(target_rgb, reference_rgb) -> rgb`` so that methods can be
+added or left out (``--methods``).
+
+Reported per case and method: ab PSNR, RGB PSNR, SSIM, colourfulness (signed and abs
+variants, see :mod:`deepexemplar_core.metrics`), classifier top-5 agreement with the original
+(the lite EfficientNet-Lite0 classifier), seconds per image. Written to ``--out``:
+``quality.csv`` (one row per case and method), ``summary.csv`` and ``contact_sheet.png``
+(target, reference, each method's result), and the means are printed.
+
+Usage::
+
+    python benchmarks/quality.py --photos /tmp/deepexemplar-photos --out /tmp/dx-quality \
+        [--views flip,crop] [--limit 4] [--paper-weights DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.datasets import build_photo_folder, read_manifest  # noqa: E402
+from deepexemplar_core.baselines import reinhard_transfer, welsh_transfer  # noqa: E402
+from deepexemplar_core.color import lab_to_rgb, rgb_to_lab  # noqa: E402
+from deepexemplar_core.metrics import (  # noqa: E402
+    ab_psnr,
+    colorfulness,
+    finite_mean,
+    rgb_psnr,
+    ssim,
+    top5_agreement,
+)
+
+Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+VIEWS = ("flip", "crop", "shift", "rescale")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One target/reference pair: ``kind`` is ``self`` or ``cross``."""
+
+    photo: str
+    kind: str
+    view: str
+    target: torch.Tensor  # (1, 3, H, W) ground truth in [0, 1]
+    reference: torch.Tensor  # (1, 3, Hr, Wr) in [0, 1]
+
+
+def load_rgb(path: Path, size: int) -> torch.Tensor:
+    """``(1, 3, H, W)`` float in [0, 1], short side resized to ``size`` (antialiased)."""
+    rgb = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None]
+    rgb = rgb.float() / 255.0
+    scale = size / min(rgb.shape[-2:])
+    out = (round(rgb.shape[-2] * scale), round(rgb.shape[-1] * scale))
+    return F.interpolate(rgb, size=out, mode="bilinear", antialias=True).clamp(0, 1)
+
+
+def make_view(rgb: torch.Tensor, view: str) -> torch.Tensor:
+    """A different view of the same photo: mirror, 75 % crop, 1/8 shift, or 0.6x rescale."""
+    h, w = rgb.shape[-2:]
+    if view == "flip":
+        return rgb.flip(-1)
+    if view == "crop":
+        return rgb[..., h // 8 : h - h // 8, w // 8 : w - w // 8]
+    if view == "shift":
+        return rgb[..., h // 8 :, w // 8 :]
+    if view == "rescale":
+        size = (round(h * 0.6), round(w * 0.6))
+        return F.interpolate(rgb, size=size, mode="bilinear", antialias=True).clamp(0, 1)
+    raise ValueError(f"view: expected one of {VIEWS}, got {view!r}")
+
+
+def build_cases(photos: list[Path], size: int, views: list[str]) -> list[Case]:
+    """Self cases for each view plus one cross case (the next photo) per photo."""
+    images = [load_rgb(p, size) for p in photos]
+    cases = []
+    for i, (path, rgb) in enumerate(zip(photos, images, strict=True)):
+        cases += [Case(path.stem, "self", v, rgb, make_view(rgb, v)) for v in views]
+        if len(photos) > 1:
+            other = photos[(i + 1) % len(photos)]
+            cases.append(Case(path.stem, "cross", other.stem, rgb, images[(i + 1) % len(images)]))
+    return cases
+
+
+def _with_ab(target_rgb: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    l = rgb_to_lab(target_rgb)[:, :1]
+    return lab_to_rgb(torch.cat([l, ab], 1)).clamp(0, 1)
+
+
+def gray_method(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """ab = 0: the target's luminance alone."""
+    return _with_ab(target, torch.zeros_like(target[:, :2]))
+
+
+def reinhard_method(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Reinhard 2001 (CIELab), gray target: the reference's mean ab."""
+    return _with_ab(target, reinhard_transfer(rgb_to_lab(target)[:, :1], rgb_to_lab(reference)))
+
+
+def welsh_method(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Welsh 2002 with 200 jittered samples."""
+    return _with_ab(target, welsh_transfer(rgb_to_lab(target)[:, :1], rgb_to_lab(reference)))
+
+
+def pipeline_method(family: str, taps: str | None = None, **load_kwargs) -> Method:
+    """``deepexemplar_core.pipeline.colorize`` with ``load_models(family, **load_kwargs)``.
+
+    The target is passed as its gray version (L only), the reference in colour. ``taps``
+    swaps the lite backbone for one with those feature taps (``"bottleneck"``).
+    """
+    from deepexemplar_core.pipeline import colorize, load_models
+
+    models = load_models(family, **load_kwargs)
+    if taps is not None:
+        from deepexemplar_core.lite import load_lite_backbone
+
+        models.backbone = load_lite_backbone(models.device, taps=taps)
+
+    def run(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        gray = gray_method(target, reference)
+        return colorize(gray, reference[0], models).images[0][None].clamp(0, 1)
+
+    return run
+
+
+METHODS: dict[str, Callable[[argparse.Namespace], Method]] = {
+    "gray": lambda args: gray_method,
+    "reinhard": lambda args: reinhard_method,
+    "welsh": lambda args: welsh_method,
+    "lite": lambda args: pipeline_method("lite"),
+    "lite-bottleneck": lambda args: pipeline_method("lite", taps="bottleneck"),
+    "paper": lambda args: pipeline_method("paper", search_dirs=(str(args.paper_weights),)),
+}
+
+
+def evaluate(case: Case, result: torch.Tensor, classify, logits_true) -> dict[str, float]:
+    """Metrics of one result against the case's original photo."""
+    ab_true, ab_pred = rgb_to_lab(case.target)[:, 1:], rgb_to_lab(result)[:, 1:]
+    return {
+        "ab_psnr": float(ab_psnr(ab_pred, ab_true)[0]),
+        "rgb_psnr": float(rgb_psnr(result, case.target)[0]),
+        "ssim": float(ssim(result, case.target)[0]),
+        "cf_signed": float(colorfulness(result, "signed")[0]),
+        "cf_abs": float(colorfulness(result, "abs")[0]),
+        "top5_agree": float(top5_agreement(classify(result), logits_true)[0]),
+    }
+
+
+def _thumb(rgb: torch.Tensor, height: int) -> Image.Image:
+    array = (rgb[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    image = Image.fromarray(array)
+    return image.resize((max(1, round(image.width * height / image.height)), height))
+
+
+def contact_sheet(rows: list[list[torch.Tensor]], path: Path, height: int = 128) -> None:
+    """One row per case: target (gray), reference, then each method's result."""
+    thumbs = [[_thumb(x, height) for x in row] for row in rows]
+    width = max(sum(t.width for t in row) + 4 * len(row) for row in thumbs)
+    sheet = Image.new("RGB", (width, (height + 4) * len(thumbs)), "white")
+    for r, row in enumerate(thumbs):
+        x = 0
+        for t in row:
+            sheet.paste(t, (x, r * (height + 4)))
+            x += t.width + 4
+    sheet.save(path)
+
+
+def summarize(records: list[dict], methods: list[str]) -> list[dict]:
+    """Mean of each metric per (kind, method); PSNR ``inf`` (identical images) left out."""
+    keys = ("ab_psnr", "rgb_psnr", "ssim", "cf_signed", "cf_abs", "top5_agree", "seconds")
+    out = []
+    for kind in ("self", "cross", "all"):
+        for m in methods:
+            sel = [r for r in records if r["method"] == m and kind in ("all", r["kind"])]
+            if sel:
+                row = {"kind": kind, "method": m, "n": len(sel)}
+                row.update({k: finite_mean([r[k] for r in sel]) for k in keys})
+                out.append(row)
+    return out
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _print_table(summary: list[dict]) -> None:
+    cols = ("kind", "method", "n", "ab_psnr", "rgb_psnr", "ssim", "cf_signed", "cf_abs",
+            "top5_agree", "seconds")
+    print(" ".join(f"{c:>10s}" for c in cols))
+    for row in summary:
+        cells = [f"{row[c]:>10.3f}" if isinstance(row[c], float) else f"{row[c]!s:>10s}"
+                 for c in cols]
+        print(" ".join(cells))
+
+
+def _targets(summary: list[dict]) -> None:
+    mean = {(r["kind"], r["method"]): r for r in summary}
+    lite, rein, welsh = (mean.get(("self", m)) for m in ("lite", "reinhard", "welsh"))
+    if lite and rein:
+        gain = lite["ab_psnr"] - rein["ab_psnr"]
+        print(f"target: self lite - Reinhard ab PSNR = {gain:+.2f} dB (>= +3): {gain >= 3}")
+    if lite and welsh:
+        ok = lite["ab_psnr"] > welsh["ab_psnr"] and lite["top5_agree"] > welsh["top5_agree"]
+        print(f"target: self lite beats Welsh on ab PSNR and top-5 agreement: {ok}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=Path, default=Path("/tmp/deepexemplar-photos"),
+                        help="photo folder with manifest.csv (built when missing)")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/deepexemplar-quality"))
+    parser.add_argument("--size", type=int, default=256, help="short side of the targets")
+    parser.add_argument("--views", default="flip,crop", help=f"comma list of {VIEWS}")
+    parser.add_argument("--methods", default="gray,reinhard,welsh,lite",
+                        help=f"comma list of {tuple(METHODS)}")
+    parser.add_argument("--limit", type=int, default=0, help="use the first N photos (0 = all)")
+    parser.add_argument("--paper-weights", type=Path, default=None,
+                        help="folder with the converted paper weights (adds the paper method)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    methods = args.methods.split(",")
+    if args.paper_weights is not None and "paper" not in methods:
+        methods.append("paper")
+    if not (args.photos / "manifest.csv").is_file():
+        build_photo_folder(args.photos)
+    photos = [args.photos / p.file for p in read_manifest(args.photos)]
+    photos = photos[: args.limit] if args.limit else photos
+    cases = build_cases(photos, args.size, args.views.split(","))
+    runners = {m: METHODS[m](args) for m in methods}
+
+    from deepexemplar_core.lite import load_lite_backbone
+
+    classify = load_lite_backbone().classify
+    records, sheet, warm = [], [], set()
+    for case in cases:
+        logits_true = classify(case.target)
+        row = [gray_method(case.target, case.reference), case.reference]
+        for name, run in runners.items():
+            if name not in warm:  # the first call pays lazy loading and allocator warm-up
+                run(case.target, case.reference)
+                warm.add(name)
+            start = time.perf_counter()
+            result = run(case.target, case.reference)
+            seconds = time.perf_counter() - start
+            rec = {"photo": case.photo, "kind": case.kind, "view": case.view, "method": name,
+                   "seconds": seconds, **evaluate(case, result, classify, logits_true)}
+            records.append(rec)
+            row.append(result)
+            print(f"{case.photo:28s} {case.kind:5s} {case.view:24s} {name:9s} "
+                  f"ab {rec['ab_psnr']:6.2f} dB  {seconds:6.3f} s", flush=True)
+        sheet.append(row)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _write_csv(args.out / "quality.csv", records)
+    summary = summarize(records, methods)
+    _write_csv(args.out / "summary.csv", summary)
+    contact_sheet(sheet, args.out / "contact_sheet.png")
+    print(f"machine: {platform.processor() or platform.machine()}, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, size {args.size}")
+    _print_table(summary)
+    _targets(summary)
+    print(f"wrote {args.out}/quality.csv, summary.csv, contact_sheet.png")
+
+
+if __name__ == "__main__":
+    main()
