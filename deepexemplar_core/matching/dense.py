@@ -1,0 +1,188 @@
+"""Coarse-to-fine bidirectional dense matching of two feature pyramids."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..structures import Correspondence, FeaturePyramid
+from .config import LevelConfig, MatchConfig
+from .dispatch import patchmatch, window_search
+from .exact import exact_nn_bidirectional
+from .patchmatch import scaled_identity
+from .scores import l2_normalize
+from .upsample import upsample_nnf
+
+logger = logging.getLogger(__name__)
+
+
+def _check_pyramids(target: FeaturePyramid, reference: FeaturePyramid) -> None:
+    for name, pyr in (("target", target), ("reference", reference)):
+        if not isinstance(pyr, FeaturePyramid):
+            raise TypeError(f"{name}: expected a FeaturePyramid, got {type(pyr).__name__}")
+    if target.names != reference.names or target.strides != reference.strides:
+        raise ValueError(
+            f"target and reference pyramids must have the same levels; got names {target.names} / "
+            f"{reference.names} and strides {target.strides} / {reference.strides}"
+        )
+    if reference.batch_size not in (1, target.batch_size):
+        raise ValueError(
+            f"reference: expected batch 1 or {target.batch_size} (the target batch), got {reference.batch_size}"
+        )
+    for name, ft, fr in zip(target.names, target.features, reference.features, strict=True):
+        if ft.shape[1] != fr.shape[1]:
+            raise ValueError(
+                f"level {name}: target has {ft.shape[1]} channels, reference {fr.shape[1]}"
+            )
+
+
+def _init_field(prev: torch.Tensor | None, batch: int, src_size, tgt_size, device) -> torch.Tensor:
+    if prev is None:
+        return scaled_identity(batch, src_size, tgt_size, device)
+    return upsample_nnf(prev, src_size, tgt_size)
+
+
+def _match_level(a, b, prev, level: LevelConfig, index: int, config: MatchConfig):
+    """Both fields of one level: ``((nnf_tr, nnf_rt), backend)``."""
+    if level.method == "exact":
+        (tr, _), (rt, _) = exact_nn_bidirectional(
+            a, b, patch_size=level.patch_size, chunk=config.chunk_elements
+        )
+        return (tr, rt), "torch"
+    batch = max(a.shape[0], b.shape[0])
+    fields, used = [], "torch"
+    for src, tgt, prev_field in (
+        (a, b, prev[0] if prev else None),
+        (b, a, prev[1] if prev else None),
+    ):
+        init = _init_field(prev_field, batch, tuple(src.shape[2:]), tuple(tgt.shape[2:]), a.device)
+        if level.method == "window":
+            nnf, _, used = window_search(
+                src,
+                tgt,
+                init,
+                patch_size=level.patch_size,
+                radius=level.radius,
+                backend=config.backend,
+            )
+        else:
+            nnf, _, used = patchmatch(
+                src,
+                tgt,
+                init if prev else None,
+                patch_size=level.patch_size,
+                iterations=level.iterations,
+                radius=level.radius,
+                seed=config.seed,
+                level=index,
+                backend=config.backend,
+            )
+        fields.append(nnf)
+    return tuple(fields), used
+
+
+def dense_match(
+    target: FeaturePyramid,
+    reference: FeaturePyramid,
+    config: MatchConfig | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    keep_levels: bool | None = None,
+) -> Correspondence:
+    """Bidirectional nearest-neighbour fields, coarse to fine, brought to pixel resolution.
+
+    Every level of the schedule (``config.levels_for(target)``) is matched in both directions
+    on L2-normalised features; a level's ``"window"``/``"patchmatch"`` search starts from the
+    coarser level's field upsampled with :func:`upsample_nnf` (the scaled identity at the
+    coarsest level). The last field is upsampled to ``image_size``.
+
+    Args:
+        target: pyramid of B targets.
+        reference: pyramid of the reference, batch 1 (shared by all targets) or B.
+        config: settings; ``None`` = ``MatchConfig()`` with the default schedule.
+        progress: called as ``progress(done, total)`` after each level.
+        keep_levels: override ``config.keep_levels``.
+
+    Returns:
+        :class:`Correspondence` with ``nnf_tr (B, Ht, Wt, 2)``, ``nnf_rt (B, Hr, Wr, 2)`` int64
+        absolute (y, x) at image resolution, ``timings`` (seconds per level name, plus
+        ``"upsample"`` and ``"total"``) and ``backend`` (``"torch"``, ``"cpp"``, ``"cuda"``; two
+        names joined by ``+`` when levels used different ones).
+
+    Raises:
+        TypeError: not pyramids, or a bad config.
+        ValueError: pyramids that do not match, or a schedule naming unknown levels.
+
+    Example:
+        >>> feats = tuple(torch.rand(1, 4, 64 // s, 64 // s) for s in (1, 2, 4, 8, 16))
+        >>> pyr = FeaturePyramid(feats, (1, 2, 4, 8, 16), ("a", "b", "c", "d", "e"), (64, 64))
+        >>> corr = dense_match(pyr, pyr)
+        >>> corr.nnf_tr.shape, corr.level_names
+        (torch.Size([1, 64, 64, 2]), ())
+    """
+    _check_pyramids(target, reference)
+    config = MatchConfig() if config is None else config
+    if not isinstance(config, MatchConfig):
+        raise TypeError(f"config: expected a MatchConfig or None, got {type(config).__name__}")
+    keep = config.keep_levels if keep_levels is None else bool(keep_levels)
+    schedule = config.levels_for(target)
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    backends: list[str] = []
+    kept, prev = [], None
+    for done, (name, level) in enumerate(schedule.items(), start=1):
+        tick = time.perf_counter()
+        index = target.names.index(name)
+        a = l2_normalize(target.features[index])
+        b = l2_normalize(reference.features[index])
+        prev, used = _match_level(a, b, prev, level, index, config)
+        if used not in backends and level.method != "exact":
+            backends.append(used)
+        if keep:
+            kept.append((name, prev))
+        timings[name] = time.perf_counter() - tick
+        logger.debug("matched %s (%s) in %.3f s", name, level.method, timings[name])
+        if progress is not None:
+            progress(done, len(schedule))
+    tick = time.perf_counter()
+    nnf_tr = upsample_nnf(prev[0], target.image_size, reference.image_size)
+    nnf_rt = upsample_nnf(prev[1], reference.image_size, target.image_size)
+    timings["upsample"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - start
+    kept.reverse()  # fine to coarse
+    return Correspondence(
+        nnf_tr=nnf_tr,
+        nnf_rt=nnf_rt,
+        level_fields=tuple(fields for _, fields in kept),
+        level_names=tuple(name for name, _ in kept),
+        backend="+".join(backends) or "torch",
+        timings=timings,
+    )
+
+
+class DenseMatch(nn.Module):
+    """Module wrapper of :func:`dense_match` holding a :class:`MatchConfig`.
+
+    Example:
+        >>> feats = tuple(torch.rand(1, 4, 32 // s, 32 // s) for s in (2, 4, 8))
+        >>> pyr = FeaturePyramid(feats, (2, 4, 8), ("a", "b", "c"), (32, 32))
+        >>> DenseMatch()(pyr, pyr).nnf_rt.shape
+        torch.Size([1, 32, 32, 2])
+    """
+
+    def __init__(self, config: MatchConfig | None = None):
+        super().__init__()
+        self.config = MatchConfig() if config is None else config
+
+    def forward(
+        self,
+        target: FeaturePyramid,
+        reference: FeaturePyramid,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Correspondence:
+        """Run :func:`dense_match` with this module's config."""
+        return dense_match(target, reference, self.config, progress=progress)
