@@ -1,0 +1,48 @@
+"""``deepexemplar build-ext`` and ``deepexemplar doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def add_ext_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``build-ext`` and ``doctor`` sub-commands (each sets ``args.run``)."""
+    build = subparsers.add_parser(
+        "build-ext", help="compile the C++/CUDA matching kernels into the user cache")
+    build.add_argument("--force", action="store_true", help="recompile even if a build is cached")
+    build.add_argument("--verbose-build", action="store_true", help="show the compiler commands")
+    build.set_defaults(run=run_build_ext)
+    doctor = subparsers.add_parser(
+        "doctor", help="report which matching backend is active and why")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.set_defaults(run=run_doctor)
+
+
+def run_build_ext(args: argparse.Namespace) -> int:
+    """Compile (or find cached) and load the extension; print where it is. Returns an exit code."""
+    from ..cli import EXIT_ERROR, EXIT_OK
+    from . import _build
+
+    start = time.perf_counter()
+    try:
+        plan = _build.build(force=args.force, verbose=args.verbose_build)
+    except RuntimeError as e:
+        print(f"build-ext failed: {e}", file=sys.stderr)
+        print("run `deepexemplar doctor` to check the compiler and CUDA toolkit", file=sys.stderr)
+        return EXIT_ERROR
+    kind = "C++ and CUDA" if plan.with_cuda else f"C++ only ({plan.reason})"
+    print(f"built {kind} kernels in {time.perf_counter() - start:.1f} s: {plan.library}")
+    return EXIT_OK
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """Print the environment report of :func:`deepexemplar_core.ops.doctor.diagnose`."""
+    from ..cli import EXIT_OK
+    from .doctor import diagnose, format_report
+
+    info = diagnose()
+    print(json.dumps(info, indent=2) if args.json else format_report(info))
+    return EXIT_OK

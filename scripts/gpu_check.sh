@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU check of cuda_ext in one device-tool call (step time limits add up to 560 s; run it
+# with the device tool's timeout_s=600):
+#   1. build the extension with CUDA (TORCH_CUDA_ARCH_LIST, default 9.0),
+#   2. tests/ops (CPU + CUDA parity tests),
+#   3. scripts/gpu_parity.py: CUDA vs C++ on random and photo-derived features at 256 px and
+#      1080p relu2_1 sizes, float32 and float16,
+#   4. compute-sanitizer memcheck on a small case (if compute-sanitizer is installed),
+#   5. benchmarks/bm_matching.py on CUDA (256, 512, 1080p@540, 1080p; both kernel variants) and
+#      the PyTorch reference on CUDA at 256 for the speed-up,
+# then prints a short summary table. Full logs and JSON go to $OUT (or a temp dir).
+# Usage (device tool): bash scripts/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$(mktemp -d)}
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+export DEEPEXEMPLAR_EXT_DIR=${DEEPEXEMPLAR_EXT_DIR:-/tmp/deepexemplar_ext}
+export MAX_JOBS=${MAX_JOBS:-8}
+LOG="$OUT/gpu_check.log"
+declare -A STATUS
+
+run_step() {  # run_step NAME TIMEOUT_S CMD...
+  local name=$1 limit=$2; shift 2
+  echo "=== $name: $*" | tee -a "$LOG"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >>"$LOG" 2>&1
+  local rc=$?
+  STATUS[$name]="rc=$rc $((SECONDS - t0))s"
+  echo "=== $name: rc=$rc in $((SECONDS - t0)) s" | tee -a "$LOG"
+  return $rc
+}
+
+{ nvidia-smi -L; nvcc --version | tail -n 2; "$PY" -c "import torch; print('torch', torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))"; } 2>&1 | tee -a "$LOG"
+
+run_step build 180 "$PY" -c "from deepexemplar_core.ops import _build; print(_build.build(verbose=True))" \
+  || { tail -n 40 "$LOG"; exit 1; }
+run_step tests 80 "$PY" -m pytest tests/ops -q -p no:cacheprovider
+run_step parity 80 "$PY" scripts/gpu_parity.py --json "$OUT/parity.json"
+if command -v compute-sanitizer >/dev/null; then
+  run_step sanitizer 70 compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" scripts/gpu_parity.py --small
+else
+  STATUS[sanitizer]="skipped (no compute-sanitizer)"
+fi
+run_step bench_torch 50 "$PY" benchmarks/bm_matching.py --device cuda --backends torch --repeat 2 \
+  --sizes 256 --no-ops --json "$OUT/bm_torch.json"
+run_step bench 100 "$PY" benchmarks/bm_matching.py --device cuda --backends cuda --repeat 10 \
+  --sizes 256,512,1080p@540,1080p --json "$OUT/bm_cuda.json"
+
+echo
+echo "---- summary ($(date -u +%FT%TZ)) ----"
+for s in build tests parity sanitizer bench_torch bench; do printf '%-10s %s\n' "$s" "${STATUS[$s]:-not run}"; done
+grep -E "[0-9]+ (passed|failed)" "$LOG" | tail -n 2
+echo "parity lines ok: $(grep -cE '^ok ' "$LOG"), BAD: $(grep -cE '^BAD' "$LOG")"
+grep -E "^BAD" "$LOG" | head -n 10
+grep -E "parity:|ERROR SUMMARY" "$LOG"
+grep -E "^ +(256|512|1080p@540|1080p) +(torch|cuda):|relu2_1 ops" "$LOG"
+echo "full log: $LOG"
