@@ -36,7 +36,13 @@ def _make_core_importable() -> None:
 
 
 async def comfy_entrypoint():
-    """Return the pack's ``ComfyExtension`` (ComfyUI V3 API)."""
+    """Return the pack's ``ComfyExtension`` (ComfyUI V3 API).
+
+    Inside ComfyUI a run must never block on a compiler: the compiled PatchMatch extension is
+    used only when a cached build exists (``deepexemplar build-ext`` makes one), else the
+    pure-PyTorch matcher runs.
+    """
+    os.environ.setdefault("DEEPEXEMPLAR_EXT_JIT", "0")
     _make_core_importable()
     from .nodes.v3_nodes import comfy_entrypoint as nodes_entrypoint
 

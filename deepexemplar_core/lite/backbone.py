@@ -87,7 +87,7 @@ class LiteBackbone(nn.Module):
         >>> bb = LiteBackbone().eval()  # random weights; use load_lite_backbone() for real ones
         >>> pyr = bb.pyramid(torch.rand(1, 1, 64, 64) * 100)
         >>> [tuple(f.shape[1:]) for f in pyr.features]
-        [(96, 32, 32), (144, 16, 16), (240, 8, 8), (672, 4, 4), (1280, 2, 2)]
+        [(16, 32, 32), (24, 16, 16), (40, 8, 8), (112, 4, 4), (320, 2, 2)]
     """
 
     family = "lite"

@@ -90,8 +90,10 @@ def test_bottleneck_taps_are_block_outputs(backbone):
 
 
 def test_pyramid_head_equals_classifier_path(backbone):
+    """With the expansion taps the coarsest level is the classifier's head activation."""
+    expansion = LiteBackbone(backbone.net, taps="expansion").eval()
     l = torch.rand(1, 1, 64, 64) * 100
-    head = backbone.pyramid(l).features[-1]
+    head = expansion.pyramid(l).features[-1]
     via_head = backbone.net._fc(head.mean(dim=(2, 3)))
     with torch.no_grad():
         direct = backbone.net(encode_lite_input(l))
