@@ -124,7 +124,8 @@ def pipeline_method(family: str, taps: str | None = None, **load_kwargs) -> Meth
     """``deepexemplar_core.pipeline.colorize`` with ``load_models(family, **load_kwargs)``.
 
     The target is passed as its gray version (L only), the reference in colour. ``taps``
-    swaps the lite backbone for one with those feature taps (``"bottleneck"``).
+    swaps the lite backbone for one with those feature taps (``"expansion"``; the default is
+    ``"bottleneck"``).
     """
     from deepexemplar_core.pipeline import colorize, load_models
 
@@ -146,7 +147,7 @@ METHODS: dict[str, Callable[[argparse.Namespace], Method]] = {
     "reinhard": lambda args: reinhard_method,
     "welsh": lambda args: welsh_method,
     "lite": lambda args: pipeline_method("lite"),
-    "lite-bottleneck": lambda args: pipeline_method("lite", taps="bottleneck"),
+    "lite-expansion": lambda args: pipeline_method("lite", taps="expansion"),
     "paper": lambda args: pipeline_method("paper", search_dirs=(str(args.paper_weights),)),
 }
 
