@@ -114,16 +114,23 @@ class LoadGrayVGG(io.ComfyNode):
 
     @classmethod
     def execute(cls, weights, allow_download) -> io.NodeOutput:
-        path = _weights_path(weights, cls.BUILTINS)
-        if weights not in cls.BUILTINS and path is None:
-            raise logic.NodeInputError("LoadGrayVGG", f"the file '{weights}' is no longer in "
-                                       f"models/{logic.WEIGHTS_FOLDER}/.",
-                                       "put it back or pick another entry (refresh the list).")
+        path = _selected_path("LoadGrayVGG", weights, cls.BUILTINS)
         handle = logic.load_backbone(weights, path, allow_download=allow_download,
                                      search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
         handle = logic.BackboneHandle(handle.family, handle.backbone, handle.provenance,
                                       handle.choice, _patcher(logic.network_of(handle.backbone)))
         return io.NodeOutput(handle)
+
+
+def _selected_path(node: str, weights: str, builtins: tuple[str, ...]) -> str | None:
+    """Path of the chosen weights file (``None`` for a built-in entry); a vanished file is an
+    error that names the node and the fix."""
+    path = _weights_path(weights, builtins)
+    if weights not in builtins and path is None:
+        raise logic.NodeInputError(node, f"the file '{weights}' is no longer in "
+                                   f"models/{logic.WEIGHTS_FOLDER}/.",
+                                   "put it back or pick another entry (refresh the list).")
+    return path
 
 
 class LoadColorNet(io.ComfyNode):
@@ -151,11 +158,7 @@ class LoadColorNet(io.ComfyNode):
 
     @classmethod
     def execute(cls, weights, allow_download) -> io.NodeOutput:
-        path = _weights_path(weights, cls.BUILTINS)
-        if weights not in cls.BUILTINS and path is None:
-            raise logic.NodeInputError("LoadColorNet", f"the file '{weights}' is no longer in "
-                                       f"models/{logic.WEIGHTS_FOLDER}/.",
-                                       "put it back or pick another entry (refresh the list).")
+        path = _selected_path("LoadColorNet", weights, cls.BUILTINS)
         handle = logic.load_colornet(weights, path, allow_download=allow_download,
                                      search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
         handle = logic.ColorNetHandle(handle.colorizer, handle.needs_family, handle.provenance,
