@@ -195,8 +195,14 @@ class ComfyClient:
             logger.warning("websocket unavailable (%s); polling /history instead", err)
             return
         try:
+            sock.settimeout(2.0)
             while time.monotonic() < deadline:
-                message = sock.recv()
+                if self.history(prompt_id) is not None:
+                    return  # finished (perhaps before the socket connected)
+                try:
+                    message = sock.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue
                 if not isinstance(message, str):
                     continue  # binary preview frames
                 event = json.loads(message)

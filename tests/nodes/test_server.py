@@ -202,11 +202,12 @@ def test_batch_client_folder_run(client, tmp_path):
 def test_interrupt_stops_a_running_prompt(client, server):
     workflow = _workflow("batch_one_reference")
     workflow["9"]["inputs"]["strength"] = 0.95  # not cached: the colorize node must run again
+    workflow["9"]["inputs"]["size"] = 768  # long enough (seconds) to be interrupted mid-run
     prompt_id = client.queue_prompt(workflow)
     deadline = time.monotonic() + 60
     while not _get(server[0] + "/queue")["queue_running"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)
+        time.sleep(0.05)
+    time.sleep(0.3)
     urllib.request.urlopen(urllib.request.Request(server[0] + "/interrupt", data=b"",
                                                   method="POST"), timeout=10).close()
     with pytest.raises(batch.ComfyError, match="execution_interrupted"):
