@@ -149,7 +149,7 @@ def load_models(
             provenance["family_reason"] = (
                 "the paper weights were not found, so the built-in lite family is used; convert "
                 "the authors' files with `deepexemplar convert` (docs/weights.md). "
-                + str(err).splitlines()[0]
+                + str(err).splitlines()[0].split(" Searched")[0]
             )
         logger.info("auto model choice: %s (%s)", family, provenance["family_reason"])
     if family == "paper":
