@@ -37,7 +37,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--colorizer", choices=("auto", "paper", "propagation"), default="auto",
                         help="ab predictor; auto = the family's own")
     parser.add_argument("--weights", type=Path, default=None,
-                        help="folder holding converted weights (same as $DEEPEXEMPLAR_WEIGHTS)")
+                        help="folder holding converted weights (searched before $DEEPEXEMPLAR_WEIGHTS)")
     parser.add_argument("--backbone-weights", type=Path, default=None,
                         help="explicit gray VGG19-BN safetensors file")
     parser.add_argument("--colornet-weights", type=Path, default=None,

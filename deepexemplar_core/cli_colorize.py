@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,17 +64,24 @@ def plan_outputs(targets: list[Path], output: Path) -> list[_Job]:
 
 def _load_models(args: argparse.Namespace):
     from .models_loading import load_models
+    from .weights import weights_filename
 
-    if args.weights is not None:
-        os.environ["DEEPEXEMPLAR_WEIGHTS"] = str(args.weights)
+    backbone, colornet, folders = args.backbone_weights, args.colornet_weights, ()
+    if args.weights is not None:  # the folder given on the command line wins over the environment
+        folders = (args.weights,)
+        if backbone is None and (args.weights / weights_filename("gray_vgg")).is_file():
+            backbone = args.weights / weights_filename("gray_vgg")
+        if colornet is None and (args.weights / weights_filename("colornet")).is_file():
+            colornet = args.weights / weights_filename("colornet")
     return load_models(
         args.family,
         colorizer=args.colorizer,
-        backbone_path=args.backbone_weights,
-        colornet_path=args.colornet_weights,
+        backbone_path=backbone,
+        colornet_path=colornet,
         device=args.device,
         allow_download=args.allow_download,
         repo_id=args.repo_id,
+        search_dirs=folders,
     )
 
 

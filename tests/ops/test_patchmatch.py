@@ -16,7 +16,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -91,7 +90,7 @@ def ref_patchmatch(src, tgt, init, k, iters, radius, jumps, seed, level):
         pix = i * ha * wa + py * wa + px
         for t in range(iters):
             for j in jumps:
-                oy, ox, ob = qy.clone(), qx.clone(), best.clone()
+                oy, ox, _ob = qy.clone(), qx.clone(), best.clone()
                 for dy, dx in ((0, -j), (0, j), (-j, 0), (j, 0)):
                     ny, nx = py + dy, px + dx
                     inside = (ny >= 0) & (ny < ha) & (nx >= 0) & (nx < wa)
