@@ -34,7 +34,13 @@ from .authors_io import Combo, read_combo
 from .structures import Similarity
 from .warp import cycle_colors, warp_colors
 
-__all__ = ["AuthorsInput", "combo_from_flows", "finish_authors_output", "prepare_authors_input"]
+__all__ = [
+    "AuthorsInput",
+    "colorize_from_combo",
+    "combo_from_flows",
+    "finish_authors_output",
+    "prepare_authors_input",
+]
 
 _SIZE_UNIT = 8  # their test.py: three stride-2 stages
 
@@ -218,3 +224,31 @@ def combo_from_flows(
         raise TypeError(f"similarity: expected Similarity or None, got {type(similarity).__name__}")
     check_shape("similarity.err_tr", similarity.err_tr, (1, "L", dims["H"], dims["W"]))
     return Combo(warp_ba, warp_aba, similarity.err_tr[0].cpu(), similarity.err_rt[0].cpu())
+
+
+@torch.no_grad()
+def colorize_from_combo(
+    target_path: str | os.PathLike[str],
+    combo_path: str | os.PathLike[str],
+    net: torch.nn.Module,
+    short_size: int = 256,
+) -> torch.Tensor:
+    """Run the authors' ``test.py`` on one target and its combo file with ``net``.
+
+    With the converted ``example_net`` and the authors' combo this reproduces their
+    ``res/<T>_<R>.png`` (their flows come from Deep Image Analogy, which we do not re-run).
+
+    Args:
+        target_path: the target image (their ``input/inN``).
+        combo_path: its ``.combo`` (their ``combo_new/inN_refN.combo``).
+        net: an ``ExampleColorNet`` in eval mode (CPU).
+        short_size: their ``--short_size`` (256; 0 keeps the combo's size).
+
+    Returns:
+        ``(1, 3, H, W)`` uint8 RGB, as their ``res`` files.
+    """
+    authors_input = prepare_authors_input(target_path, combo_path, short_size)
+    parameter = next(net.parameters())
+    ab = net(authors_input.net_input.to(parameter.device, parameter.dtype))
+    return finish_authors_output(ab.float().cpu(), authors_input)
+

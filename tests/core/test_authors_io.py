@@ -264,3 +264,26 @@ def test_prepare_input_on_the_demo_pair():
     assert errors.min() >= -63.5 and errors.max() <= 64
     # Coarse levels are less similar than fine ones in this pair (mean err, file order).
     assert errors[0].mean() > errors[3].mean()
+
+
+@needs_demo
+def test_colorize_from_combo_runs_their_test_chain():
+    """The one-call chain equals prepare -> net -> finish, at the size of their res files."""
+    from deepexemplar_core.authors_pipeline import colorize_from_combo
+    from deepexemplar_core.models.colornet import ExampleColorNet
+
+    torch.manual_seed(0)
+    net = ExampleColorNet().eval()
+    target, combo = EXAMPLE / "input" / "in1.jpg", EXAMPLE / "combo_new" / "in1_ref1.combo"
+    got = colorize_from_combo(target, combo, net)
+    prepared = prepare_authors_input(target, combo)
+    with torch.no_grad():
+        want = finish_authors_output(net(prepared.net_input), prepared)
+    assert torch.equal(got, want)
+    res = EXAMPLE / "res"
+    sizes = {p.stem: p for p in res.glob("in1_ref1.*")}
+    if sizes:
+        from PIL import Image
+
+        with Image.open(next(iter(sizes.values()))) as theirs:
+            assert (got.shape[-1], got.shape[-2]) == theirs.size
