@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import torch
+
 from ..structures import FeaturePyramid
 
 METHODS = ("exact", "window", "patchmatch")
@@ -86,6 +88,22 @@ class MatchConfig:
                         f"levels[{name!r}]: expected a LevelConfig, got {type(level).__name__}"
                     )
 
+    def _compiled_patchmatch(self, device: torch.device) -> bool:
+        """Whether PatchMatch would run compiled on ``device``.
+
+        The pure-PyTorch PatchMatch is slower than the PyTorch window search at every size, so
+        the default schedule only trades the window for PatchMatch when a compiled kernel runs it.
+        """
+        if self.backend in ("cpp", "cuda"):
+            return True
+        if self.backend == "torch":
+            return False
+        try:
+            from ..ops.patchmatch import active_backend
+        except ImportError:
+            return False
+        return active_backend(device)[0] != "torch"
+
     @classmethod
     def default_for(cls, pyramid: FeaturePyramid, **options) -> MatchConfig:
         """The default schedule for ``pyramid`` (strides, channels and sizes read as data).
@@ -141,7 +159,7 @@ class MatchConfig:
                 work = window_work(
                     feats.shape[2] * feats.shape[3], level.radius, level.patch_size, feats.shape[1]
                 )
-                if work > self.work_budget:
+                if work > self.work_budget and self._compiled_patchmatch(feats.device):
                     level = replace(level, method="patchmatch")
             schedule[pyramid.names[i]] = level
         return schedule
