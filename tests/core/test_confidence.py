@@ -32,8 +32,10 @@ def test_low_where_the_cycle_fails():
     h, w = 24, 32
     tr, rt = _identity(1, h, w), _identity(1, h, w)
     rt[:, 8:16, 8:16, 1] += 12  # reference block points back 12 px to the right
-    conf = confidence_map(_sim(torch.ones(1, 5, h, w)), Correspondence(tr, rt))
+    conf = confidence_map(_sim(torch.ones(1, 5, h, w)), Correspondence(tr, rt), cycle_tolerance=3.0)
     assert float(conf[..., 8:16, 8:16].max()) < 1e-3
+    default = confidence_map(_sim(torch.ones(1, 5, h, w)), Correspondence(tr, rt))
+    assert float(default[..., 8:16, 8:16].max()) < 0.4  # 12 px = 1.5 tau at the default tau = 8
     outside = torch.ones(h, w, dtype=torch.bool)
     outside[8:16, 8:16] = False
     assert float(conf[0, 0][outside].min()) == 1.0
@@ -46,10 +48,11 @@ def test_known_values_of_the_formula():
     rt[:, 0, 0, 0] = 3  # pixel (0, 0): cycle error 3 px = tau
     sims = torch.full((1, 3, h, w), 0.7)  # halfway between 0.5 and 0.9
     sims[:, 2] = 0.0  # the finest level is left out by default
-    conf = confidence_map(_sim(sims), Correspondence(tr, rt))
+    band = dict(sim_low=0.5, sim_high=0.9, cycle_tolerance=3.0)
+    conf = confidence_map(_sim(sims), Correspondence(tr, rt), **band)
     assert float(conf[0, 0, 1, 1]) == pytest.approx(0.5)
     assert float(conf[0, 0, 0, 0]) == pytest.approx(0.5 * math.exp(-0.5))
-    only_finest = confidence_map(_sim(sims), Correspondence(tr, rt), levels=[2])
+    only_finest = confidence_map(_sim(sims), Correspondence(tr, rt), levels=[2], **band)
     assert float(only_finest.max()) == 0.0
 
 
@@ -61,7 +64,7 @@ def test_dissimilar_features_give_zero_and_range_holds():
     sims = torch.rand(b, 5, h, w)
     conf = confidence_map(_sim(sims), Correspondence(tr, rt))
     assert float(conf.min()) >= 0.0 and float(conf.max()) <= 1.0
-    low = confidence_map(_sim(sims * 0.5), Correspondence(tr, rt))
+    low = confidence_map(_sim(sims * 0.3), Correspondence(tr, rt))  # below the default sim_low
     assert float(low.max()) == 0.0
 
 
