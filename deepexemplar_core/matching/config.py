@@ -64,6 +64,10 @@ class MatchConfig:
         keep_levels: keep every level's fields in ``Correspondence.level_fields``.
         work_budget: the default schedule switches a ``"window"`` level to ``"patchmatch"``
             when :func:`window_work` exceeds this many multiply-adds.
+        refine: when the pyramid has a stride-1 level below ``stop_stride`` (the gray VGG's
+            relu1_1), the field brought to pixel resolution is refined there by an exhaustive
+            search of this radius (patch 3); this recovers the odd pixel offsets that a field
+            matched at stride 2 cannot express. 0 turns it off (the authors' pipeline).
     """
 
     levels: dict[str, LevelConfig] | None = None
@@ -73,8 +77,11 @@ class MatchConfig:
     chunk_elements: int = 2**24
     keep_levels: bool = False
     work_budget: int = DEFAULT_WORK_BUDGET
+    refine: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.refine, bool) or not isinstance(self.refine, int) or self.refine < 0:
+            raise ValueError(f"refine: expected an int >= 0, got {self.refine!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {self.backend!r}")
         for name in ("stop_stride", "chunk_elements", "work_budget"):

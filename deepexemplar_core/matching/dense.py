@@ -85,6 +85,35 @@ def _match_level(a, b, prev, level: LevelConfig, index: int, config: MatchConfig
     return tuple(fields), used
 
 
+def _pixel_level(target: FeaturePyramid, reference: FeaturePyramid, config: MatchConfig) -> int | None:
+    """Index of a stride-1 level at image size left out by ``stop_stride``, if refining."""
+    if not config.refine or config.stop_stride <= 1:
+        return None
+    for i, stride in enumerate(target.strides):
+        if (
+            stride == 1
+            and tuple(target.features[i].shape[-2:]) == tuple(target.image_size)
+            and tuple(reference.features[i].shape[-2:]) == tuple(reference.image_size)
+        ):
+            return i
+    return None
+
+
+def _refine(target, reference, index: int, fields, config: MatchConfig):
+    """Exhaustive search of radius ``config.refine`` (patch 3) around both pixel fields."""
+    a = l2_normalize(target.features[index])
+    b = l2_normalize(reference.features[index])
+    refined = []
+    for src, tgt, init in ((a, b, fields[0]), (b, a, fields[1])):
+        if src.shape[0] != init.shape[0]:
+            src = src.expand(init.shape[0], -1, -1, -1)
+        nnf, _, _ = window_search(
+            src, tgt, init, patch_size=3, radius=config.refine, backend=config.backend
+        )
+        refined.append(nnf)
+    return tuple(refined)
+
+
 def dense_match(
     target: FeaturePyramid,
     reference: FeaturePyramid,
@@ -98,7 +127,8 @@ def dense_match(
     Every level of the schedule (``config.levels_for(target)``) is matched in both directions
     on L2-normalised features; a level's ``"window"``/``"patchmatch"`` search starts from the
     coarser level's field upsampled with :func:`upsample_nnf` (the scaled identity at the
-    coarsest level). The last field is upsampled to ``image_size``.
+    coarsest level). The last field is upsampled to ``image_size`` and, when the pyramid has a
+    stride-1 level that the schedule left out (``MatchConfig.refine``), refined there.
 
     Args:
         target: pyramid of B targets.
@@ -152,6 +182,11 @@ def dense_match(
     nnf_tr = upsample_nnf(prev[0], target.image_size, reference.image_size)
     nnf_rt = upsample_nnf(prev[1], reference.image_size, target.image_size)
     timings["upsample"] = time.perf_counter() - tick
+    pixel_level = _pixel_level(target, reference, config)
+    if pixel_level is not None:
+        tick = time.perf_counter()
+        nnf_tr, nnf_rt = _refine(target, reference, pixel_level, (nnf_tr, nnf_rt), config)
+        timings["refine"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - start
     kept.reverse()  # fine to coarse
     return Correspondence(

@@ -429,18 +429,26 @@ def fraction_within(nnf, expected, region, tol=1):
     return float((err[region] <= tol).float().mean())
 
 
-# The default schedule stops at the stride-2 level (as the authors' DIA copy), so its field has
-# a granularity of 2 px: it is checked within 2 px. Matching down to stride 1 (stop_stride=1)
-# must recover the shift within 1 px.
+# The default schedule stops at the stride-2 level (as the authors' DIA copy) and then refines
+# the pixel field on the stride-1 level (MatchConfig.refine): it must recover the shift within
+# 1 px, as must matching down to stride 1. Without refinement (the authors' behaviour) the field
+# has a granularity of 2 px and is checked within 2 px.
 @pytest.mark.parametrize("shift", [(12, -7), (5, 9)])
-@pytest.mark.parametrize(("stop_stride", "tol"), [(1, 1), (2, 2)])
-def test_dense_match_recovers_shift_both_directions(shifted_pyramids, shift, stop_stride, tol):
+@pytest.mark.parametrize(
+    ("mode", "tol"), [("default", 1), ("stride1", 1), ("no-refine", 2)]
+)
+def test_dense_match_recovers_shift_both_directions(shifted_pyramids, shift, mode, tol):
     sy, sx = shift
     pt, pr = shifted_pyramids(shift)
-    levels = MatchConfig.default_for(pt, stop_stride=stop_stride).levels
-    if stop_stride == 1:  # the stride-2 field is within 1 level px: a small window suffices
-        levels["relu1_1"] = LevelConfig("window", 3, 2)
-    corr = dense_match(pt, pr, MatchConfig(levels=levels, backend="torch"))
+    if mode == "default":
+        config = MatchConfig(backend="torch")
+    elif mode == "stride1":
+        levels = MatchConfig.default_for(pt, stop_stride=1).levels
+        levels["relu1_1"] = LevelConfig("window", 3, 2)  # the stride-2 field is within 1 px
+        config = MatchConfig(levels=levels, backend="torch")
+    else:
+        config = MatchConfig(backend="torch", refine=0)
+    corr = dense_match(pt, pr, config)
     yy, xx = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
     inner = (yy >= 16) & (yy < 240) & (xx >= 16) & (xx < 240)
     # T->R: target p shows reference p - shift; keep p where that lies 16 px inside too.
@@ -508,7 +516,7 @@ def test_dense_match_outputs_module_and_progress(big_gray):
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert corr.level_names == ("relu2_1", "relu3_1", "relu4_1", "relu5_1")
     assert [f[0].shape[1:3] for f in corr.level_fields] == [(48, 40), (24, 20), (12, 10), (6, 5)]
-    assert set(corr.timings) == {*corr.level_names, "upsample", "total"}
+    assert set(corr.timings) == {*corr.level_names, "upsample", "refine", "total"}
     assert corr.backend == "torch"
     assert corr.nnf_tr.dtype == torch.int64 and corr.nnf_tr.shape == (1, 96, 80, 2)
     module = DenseMatch(TORCH)(pyr, pyr)
