@@ -160,6 +160,18 @@ def test_api_workflow_runs(client, server, name, count):
         assert previews["10"].size == target.size  # the confidence mask, at the target's size
 
 
+@pytest.mark.parametrize(("name", "count"), [("colorize_photo", 1), ("inspect_correspondence", 1),
+                                             ("batch_one_reference", 3)])
+def test_ui_workflow_runs_as_served(client, server, name, count):
+    """The UI file, as the template browser serves it, converted with the live schemas, runs."""
+    workflow_mod = import_pack_module("comfy_client.workflow")
+    ui = _get(server[0] + f"/api/workflow_templates/{PACK_NAME}/{name}.json")
+    prompt = workflow_mod.ui_to_api(ui, _get(server[0] + "/object_info"))
+    saved = _saved_images(client, _run(client, prompt))
+    assert len(saved) == count
+    assert all(_chroma(image) > 0.02 for image in saved)
+
+
 def test_paper_weights_workflow(client, tiny_paper_weights):
     workflow = _workflow("colorize_photo")
     workflow["3"]["inputs"]["weights"] = tiny_paper_weights["gray_vgg"].name
