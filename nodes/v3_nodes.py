@@ -7,7 +7,9 @@ input names are frozen: saved workflows refer to them.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -313,7 +315,36 @@ class DeepExemplarExtension(ComfyExtension):
         return list(NODES)
 
 
+def provide_example_images() -> None:
+    """Put the workflows' example images into ComfyUI's input folder when they are missing.
+
+    The bundled workflows load ``deepexemplar_*.jpg`` with core ``LoadImage``, which reads from
+    ``ComfyUI/input``; copying the four small files (about 100 KB, never overwriting a file of
+    the same name) lets every workflow run on a fresh install. A read-only input folder only
+    logs a warning: the user can still copy or upload the files.
+    """
+    source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "workflows", "images")
+    if not os.path.isdir(source):
+        return
+    target = folder_paths.get_input_directory()
+    for name in sorted(os.listdir(source)):
+        if not (name.startswith("deepexemplar_") and name.endswith(".jpg")):
+            continue
+        destination = os.path.join(target, name)
+        if os.path.exists(destination):
+            continue
+        try:
+            os.makedirs(target, exist_ok=True)
+            shutil.copyfile(os.path.join(source, name), destination)
+        except OSError as err:
+            logging.getLogger(__name__).warning(
+                "DeepExemplar: could not copy the example image %s to %s (%s); copy it by hand "
+                "to run the bundled workflows", name, target, err)
+
+
 async def comfy_entrypoint() -> ComfyExtension:
     """ComfyUI's V3 entry point for this module."""
     register_weights_folder()
+    provide_example_images()
     return DeepExemplarExtension()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -43,15 +42,14 @@ def free_port() -> int:
 
 
 def prepare_base(base: Path) -> Path:
-    """Create a base directory with the pack linked into ``custom_nodes`` and the example images
-    copied into ``input``; return the ``models/deepexemplar`` folder."""
+    """Create a base directory with the pack linked into ``custom_nodes`` and an empty ``input``
+    folder (the pack itself provides the workflows' example images there when it loads); return
+    the ``models/deepexemplar`` folder."""
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / PACK_NAME
     if not link.exists():
         link.symlink_to(REPO, target_is_directory=True)
     (base / "input").mkdir(exist_ok=True)
-    for image in (REPO / "workflows" / "images").glob("*.jpg"):
-        shutil.copy2(image, base / "input" / image.name)
     weights = base / "models" / "deepexemplar"
     weights.mkdir(parents=True, exist_ok=True)
     return weights

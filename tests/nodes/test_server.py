@@ -108,6 +108,9 @@ def test_object_info_lists_every_node_without_import_failure(server):
     pack_lines = [line for line in log.read_text().splitlines() if PACK_NAME in line]
     assert pack_lines and not any("IMPORT FAILED" in line or "Cannot import" in line
                                   for line in pack_lines), pack_lines
+    images = info["LoadImage"]["input"]["required"]["image"][0]
+    shipped = sorted(p.name for p in (REPO / "workflows" / "images").glob("deepexemplar_*.jpg"))
+    assert set(shipped) <= set(images), "the pack must provide its example images in input/"
     snapshot = json.loads((Path(__file__).parent / "data" / "object_info.json").read_text())
     live = normalise_object_info(info)
     for name, entry in snapshot.items():
