@@ -7,6 +7,7 @@ input names are frozen: saved workflows refer to them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -91,7 +92,18 @@ def _weights_inputs(builtins: tuple[str, ...], what: str) -> list[io.Input]:
     ]
 
 
-class LoadGrayVGG(io.ComfyNode):
+class _WeightsLoader(io.ComfyNode):
+    """Shared part of the two loaders: re-run when the chosen file changes on disk."""
+
+    BUILTINS: tuple[str, ...] = ()
+
+    @classmethod
+    def fingerprint_inputs(cls, weights, allow_download):
+        path = _weights_path(weights, cls.BUILTINS)
+        return (weights, allow_download, logic.file_fingerprint(path))
+
+
+class LoadGrayVGG(_WeightsLoader):
     """Load the feature backbone: the authors' gray VGG19-BN or the built-in lite one."""
 
     BUILTINS = (logic.BUILTIN_LITE, logic.PAPER_BACKBONE_AUTO)
@@ -110,17 +122,11 @@ class LoadGrayVGG(io.ComfyNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, weights, allow_download):
-        path = _weights_path(weights, cls.BUILTINS)
-        return (weights, allow_download, logic.file_fingerprint(path))
-
-    @classmethod
     def execute(cls, weights, allow_download) -> io.NodeOutput:
         path = _selected_path("LoadGrayVGG", weights, cls.BUILTINS)
         handle = logic.load_backbone(weights, path, allow_download=allow_download,
                                      search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
-        handle = logic.BackboneHandle(handle.family, handle.backbone, handle.provenance,
-                                      handle.choice, _patcher(logic.network_of(handle.backbone)))
+        handle = dataclasses.replace(handle, patcher=_patcher(logic.network_of(handle.backbone)))
         return io.NodeOutput(handle)
 
 
@@ -135,7 +141,7 @@ def _selected_path(node: str, weights: str, builtins: tuple[str, ...]) -> str | 
     return path
 
 
-class LoadColorNet(io.ComfyNode):
+class LoadColorNet(_WeightsLoader):
     """Load the colorization network, or choose the weights-free colorizer."""
 
     BUILTINS = (logic.NO_COLORNET, logic.PAPER_COLORNET_AUTO)
@@ -154,17 +160,11 @@ class LoadColorNet(io.ComfyNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, weights, allow_download):
-        path = _weights_path(weights, cls.BUILTINS)
-        return (weights, allow_download, logic.file_fingerprint(path))
-
-    @classmethod
     def execute(cls, weights, allow_download) -> io.NodeOutput:
         path = _selected_path("LoadColorNet", weights, cls.BUILTINS)
         handle = logic.load_colornet(weights, path, allow_download=allow_download,
                                      search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
-        handle = logic.ColorNetHandle(handle.colorizer, handle.needs_family, handle.provenance,
-                                      handle.choice, _patcher(logic.network_of(handle.colorizer)))
+        handle = dataclasses.replace(handle, patcher=_patcher(logic.network_of(handle.colorizer)))
         return io.NodeOutput(handle)
 
 
