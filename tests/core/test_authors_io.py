@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,26 +24,7 @@ from deepexemplar_core.authors_pipeline import (
 )
 from deepexemplar_core.structures import Similarity
 
-EXAMPLE = (
-    Path(
-        os.environ.get("DEEPEXEMPLAR_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared")
-    )
-    / "authors-demo"
-    / "example"
-)
-needs_demo = pytest.mark.skipif(
-    not (EXAMPLE / "combo_new" / "in1_ref1.combo").is_file(),
-    reason=f"authors' demo data not found at {EXAMPLE} (set DEEPEXEMPLAR_SHARED to shared/)",
-)
-
-
-def load_demo_rgb8(stem: str) -> torch.Tensor:
-    """Decode a demo input with OpenCV as their C++ ``imread`` does; ``(1, 3, H, W)`` uint8 RGB."""
-    import cv2
-
-    (path,) = (EXAMPLE / "input").glob(f"{stem}.*")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1].transpose(2, 0, 1)))[None]
+from authors_demo import EXAMPLE, load_demo_rgb8, needs_demo
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,25 +18,8 @@ from deepexemplar_core.similarity import (
 )
 from deepexemplar_core.structures import Correspondence, FeaturePyramid
 
-EXAMPLE = (
-    Path(
-        os.environ.get("DEEPEXEMPLAR_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared")
-    )
-    / "authors-demo"
-    / "example"
-)
+from authors_demo import EXAMPLE, demo_pairs
 
-
-def demo_pairs() -> list[tuple[str, str]]:
-    """``(target, reference)`` stems of every combo in the demo, both directions."""
-    if not (EXAMPLE / "pairs.txt").is_file():
-        return []
-    pairs = []
-    for line in (EXAMPLE / "pairs.txt").read_text().split("\n"):
-        if len(line.split()) >= 2:
-            t, r = (Path(name).stem for name in line.split()[:2])
-            pairs += [(t, r), (r, t)]
-    return pairs
 
 
 def identity_field(batch: int, height: int, width: int) -> torch.Tensor:
