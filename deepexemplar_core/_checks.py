@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .structures import FeaturePyramid
+
 
 def check_tensor(name: str, value: object) -> torch.Tensor:
     """Return ``value`` if it is a tensor, else raise ``TypeError`` naming ``name``."""
@@ -83,3 +85,31 @@ def check_min_size(name: str, height: int, width: int, minimum: int, why: str) -
         raise ValueError(
             f"{name}: {height}x{width} is too small; the minimum is {minimum}x{minimum} ({why})"
         )
+
+
+def check_pyramid_pair(target: object, reference: object) -> None:
+    """Check that two pyramids can be matched: same levels, channels, and a reference batch of 1
+    (shared by every target) or of the target batch.
+
+    Raises:
+        TypeError: either argument is not a :class:`FeaturePyramid`.
+        ValueError: levels, channels or batch sizes disagree (the message names which).
+    """
+    for name, pyr in (("target", target), ("reference", reference)):
+        if not isinstance(pyr, FeaturePyramid):
+            raise TypeError(f"{name}: expected a FeaturePyramid, got {type(pyr).__name__}")
+    if target.names != reference.names or target.strides != reference.strides:
+        raise ValueError(
+            f"target and reference pyramids must have the same levels; got names {target.names} / "
+            f"{reference.names} and strides {target.strides} / {reference.strides}"
+        )
+    if reference.batch_size not in (1, target.batch_size):
+        raise ValueError(
+            f"reference: batch {reference.batch_size} must be 1 or {target.batch_size} "
+            "(the target batch)"
+        )
+    for name, ft, fr in zip(target.names, target.features, reference.features, strict=True):
+        if ft.shape[1] != fr.shape[1]:
+            raise ValueError(
+                f"level {name}: target has {ft.shape[1]} channels, reference {fr.shape[1]}"
+            )

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_shape, check_tensor
+from ._checks import check_pyramid_pair, check_shape, check_tensor
 from .structures import Correspondence, FeaturePyramid, Similarity
 
 __all__ = ["SimilarityMaps", "encode_errors", "lookup_at_field", "similarity_maps"]
@@ -192,32 +192,16 @@ def _quantise(annd: torch.Tensor) -> torch.Tensor:
 
 def _check_inputs(target: FeaturePyramid, reference: FeaturePyramid, corr: Correspondence) -> None:
     """Validate the pyramids against each other and against the correspondence."""
-    for name, value, kind in (
-        ("target", target, FeaturePyramid),
-        ("reference", reference, FeaturePyramid),
-        ("corr", corr, Correspondence),
-    ):
-        if not isinstance(value, kind):
-            raise TypeError(f"{name}: expected {kind.__name__}, got {type(value).__name__}")
-    if target.strides != reference.strides or target.names != reference.names:
-        raise ValueError(
-            f"target and reference pyramids must have the same levels; got strides "
-            f"{target.strides} / {reference.strides}, names {target.names} / {reference.names}"
-        )
+    check_pyramid_pair(target, reference)
+    if not isinstance(corr, Correspondence):
+        raise TypeError(f"corr: expected Correspondence, got {type(corr).__name__}")
     batch = target.batch_size
-    if reference.batch_size not in (1, batch):
-        raise ValueError(f"reference: batch {reference.batch_size} must be 1 or {batch}")
     check_shape("corr.nnf_tr", corr.nnf_tr, (batch, *target.image_size, 2))
     check_shape("corr.nnf_rt", corr.nnf_rt, (batch, *reference.image_size, 2))
     for name, field in (("corr.nnf_tr", corr.nnf_tr), ("corr.nnf_rt", corr.nnf_rt)):
         if field.is_floating_point() or field.dtype == torch.bool:
             raise TypeError(
                 f"{name}: expected int64 absolute (y, x) coordinates, got {field.dtype}"
-            )
-    for name, t, r in zip(target.names, target.features, reference.features, strict=True):
-        if t.shape[1] != r.shape[1]:
-            raise ValueError(
-                f"level {name}: target has {t.shape[1]} channels, reference {r.shape[1]}"
             )
 
 

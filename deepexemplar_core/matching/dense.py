@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .._checks import check_pyramid_pair
 from ..structures import Correspondence, FeaturePyramid
 from .config import LevelConfig, MatchConfig
 from .dispatch import patchmatch, window_search
@@ -18,26 +19,6 @@ from .scores import l2_normalize
 from .upsample import upsample_nnf
 
 logger = logging.getLogger(__name__)
-
-
-def _check_pyramids(target: FeaturePyramid, reference: FeaturePyramid) -> None:
-    for name, pyr in (("target", target), ("reference", reference)):
-        if not isinstance(pyr, FeaturePyramid):
-            raise TypeError(f"{name}: expected a FeaturePyramid, got {type(pyr).__name__}")
-    if target.names != reference.names or target.strides != reference.strides:
-        raise ValueError(
-            f"target and reference pyramids must have the same levels; got names {target.names} / "
-            f"{reference.names} and strides {target.strides} / {reference.strides}"
-        )
-    if reference.batch_size not in (1, target.batch_size):
-        raise ValueError(
-            f"reference: expected batch 1 or {target.batch_size} (the target batch), got {reference.batch_size}"
-        )
-    for name, ft, fr in zip(target.names, target.features, reference.features, strict=True):
-        if ft.shape[1] != fr.shape[1]:
-            raise ValueError(
-                f"level {name}: target has {ft.shape[1]} channels, reference {fr.shape[1]}"
-            )
 
 
 def _init_field(prev: torch.Tensor | None, batch: int, src_size, tgt_size, device) -> torch.Tensor:
@@ -154,7 +135,7 @@ def dense_match(
         >>> corr.nnf_tr.shape, corr.level_names
         (torch.Size([1, 64, 64, 2]), ())
     """
-    _check_pyramids(target, reference)
+    check_pyramid_pair(target, reference)
     config = MatchConfig() if config is None else config
     if not isinstance(config, MatchConfig):
         raise TypeError(f"config: expected a MatchConfig or None, got {type(config).__name__}")
