@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from deepexemplar_core.matching import MatchConfig, dense_match
-from deepexemplar_core.ops import _build, patchmatch, window_search
+from deepexemplar_core.matching import extension, patchmatch, window_search
 from deepexemplar_core.structures import FeaturePyramid
 
 SIZES = {"256": (256, 256), "512": (512, 512), "1080p@540": (540, 960), "1080p": (1080, 1920)}
@@ -156,7 +156,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
     compiled = "cuda" if device.type == "cuda" else "cpp"
     try:
-        _build.build()
+        extension.build()
     except RuntimeError as e:
         print(f"compiled extension unavailable ({str(e).splitlines()[0]}); timing torch only")
         compiled = None

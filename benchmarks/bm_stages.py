@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from skimage import data
 
-from deepexemplar_core.models_loading import Models, load_models, resolve_device
+from deepexemplar_core.models import Models, load_models, resolve_device
 from deepexemplar_core.pipeline import ColorizeConfig, colorize
 
 STAGES = ("resize", "features", "matching", "similarity", "warp", "confidence", "colorize", "upsample", "total")
@@ -38,8 +38,8 @@ def _paper_models(device: torch.device) -> tuple[Models, str]:
     try:
         return load_models("paper", device=device), "converted weights"
     except WeightsNotFoundError:
-        from deepexemplar_core.models.colornet import ExampleColorNet, PaperColorizer
-        from deepexemplar_core.models.vgg_gray import GrayVGG19BN
+        from deepexemplar_core.colorizers.colornet import ExampleColorNet, PaperColorizer
+        from deepexemplar_core.backbones.vgg_gray import GrayVGG19BN
 
         torch.manual_seed(0)
         models = Models("paper", GrayVGG19BN(with_classifier=False).eval(),

@@ -131,9 +131,9 @@ def pipeline_method(family: str, taps: str | None = None, **load_kwargs) -> Meth
 
     models = load_models(family, **load_kwargs)
     if taps is not None:
-        from deepexemplar_core.lite import load_lite_backbone
+        from deepexemplar_core.backbones import load_lite_backbone
 
-        models.backbone = load_lite_backbone(models.device, taps=taps)
+        models.backbone = load_lite_backbone(device=models.device, taps=taps)
 
     def run(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         gray = gray_method(target, reference)
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     cases = build_cases(photos, args.size, args.views.split(","))
     runners = {m: METHODS[m](args) for m in methods}
 
-    from deepexemplar_core.lite import load_lite_backbone
+    from deepexemplar_core.backbones import load_lite_backbone
 
     classify = load_lite_backbone().classify
     records, sheet, warm = [], [], set()

@@ -7,6 +7,11 @@ Everything the ComfyUI nodes and the ``deepexemplar`` command do is available he
     result = colorize(read_image("gray.png").pixels, read_image("ref.jpg").rgb(), models)
     result.images[0]                        # (3, H, W) in [0, 1] at the target's original size
 
+    # a film: the reference's features once, frames streamed, memory bounded by one chunk
+    prepared = prepare_reference(models, read_image("ref.jpg").rgb())
+    for done in colorize_iter(frames, prepared, models):   # frames: any iterable of (C, H, W)
+        save(done.index, done.image)
+
 Names are imported lazily so that ``import deepexemplar_core`` stays cheap (no torch hub, no
 compiled extension, no progress bars until used).
 """
@@ -22,32 +27,39 @@ _EXPORTS = {
     "Backbone": "structures",
     "ColorizeConfig": "pipeline",
     "ColorizeResult": "pipeline",
+    "ColorizedImage": "pipeline",
     "Colorizer": "structures",
     "ColorizerInputs": "structures",
     "Correspondence": "structures",
     "DenseMatch": "matching",
-    "ExampleColorNet": "models.colornet",
+    "ExampleColorNet": "colorizers",
     "FeaturePyramid": "structures",
-    "GrayVGG19BN": "models.vgg_gray",
+    "GrayVGG19BN": "backbones",
     "ImageReadError": "image_io",
     "LevelConfig": "matching",
     "LoadedImage": "image_io",
     "MatchConfig": "matching",
     "MatchResult": "pipeline",
-    "Models": "models_loading",
-    "PaperColorizer": "models.colornet",
-    "PropagationColorizer": "lite",
+    "PreparedReference": "pipeline",
+    "Models": "models",
+    "PaperColorizer": "colorizers",
+    "PropagationColorizer": "colorizers",
     "Similarity": "structures",
     "SimilarityResult": "pipeline",
+    "WeightsError": "weights",
     "WeightsNotFoundError": "weights",
     "colorize": "pipeline",
+    "colorize_iter": "pipeline",
     "compute_similarity": "pipeline",
     "confidence_map": "confidence",
     "dense_match": "matching",
-    "encode_colornet_input": "models.colornet",
+    "encode_colornet_input": "colorizers",
     "lab_to_rgb": "color",
-    "load_models": "models_loading",
+    "load_backbone": "backbones",
+    "load_colorizer": "colorizers",
+    "load_models": "models",
     "match_images": "pipeline",
+    "prepare_reference": "pipeline",
     "read_combo": "authors_io",
     "read_flow": "authors_io",
     "read_image": "image_io",

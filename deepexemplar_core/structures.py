@@ -145,8 +145,8 @@ class ColorizerInputs:
 class Colorizer(Protocol):
     """Predicts a/b at working resolution; the pipeline adds full-resolution L afterwards.
 
-    Implementations: ``models.colornet.PaperColorizer`` (the authors' network) and
-    ``lite.propagate.PropagationColorizer`` (weights-free).
+    Implementations: ``colorizers.colornet.PaperColorizer`` (the authors' network) and
+    ``colorizers.propagation.PropagationColorizer`` (weights-free).
     """
 
     name: str

@@ -9,7 +9,6 @@ Layouts: ComfyUI ``IMAGE`` is ``(B, H, W, C)`` float32 in [0, 1] channels-last, 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,16 +18,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from deepexemplar_core.backbones import load_backbone as core_load_backbone
+from deepexemplar_core.colorizers import load_colorizer
+from deepexemplar_core.models import Models, check_compatible
 from deepexemplar_core.pipeline import (
+    MAX_SIZE,
     MIN_SIDE,
     ColorizeConfig,
     MatchResult,
-    Models,
     SimilarityResult,
     colorize,
+    colorize_iter,
     compute_similarity,
-    load_models,
     match_images,
+    move_to,
+    prepare_reference,
 )
 
 #: Name of the weights folder registered with ComfyUI's ``folder_paths`` (``models/deepexemplar``).
@@ -41,11 +45,8 @@ PAPER_BACKBONE_AUTO = "paper: gray VGG19-BN (find or download)"
 NO_COLORNET = "none: weights-free colorizer"
 PAPER_COLORNET_AUTO = "paper: ExampleColorNet (find or download)"
 
-#: Targets colorized per core call in :func:`run_colorize` (bounds memory on long frame batches).
+#: Targets matched together by :func:`run_colorize` (bounds memory on long frame batches).
 FRAMES_PER_CHUNK = 8
-
-#: A reference whose channels differ by less than this everywhere is treated as gray.
-GRAY_TOLERANCE = 1.0 / 255.0
 
 Report = Callable[[int, int], None]
 
@@ -62,45 +63,6 @@ class NodeInputError(ValueError):
 
 
 @dataclass(frozen=True)
-class BackboneHandle:
-    """What ``LoadGrayVGG`` outputs (custom type ``DEEPEXEMPLAR_BACKBONE``).
-
-    Attributes:
-        family: ``"paper"`` (gray VGG19-BN) or ``"lite"`` (EfficientNet-Lite0).
-        backbone: the core backbone (a ``torch.nn.Module`` for both families).
-        provenance: weights file, sha256 and version strings from the core.
-        choice: the loader option the user picked.
-        patcher: ComfyUI's model wrapper for memory management (``None`` outside ComfyUI).
-    """
-
-    family: str
-    backbone: Any
-    provenance: dict[str, str]
-    choice: str
-    patcher: Any = None
-
-
-@dataclass(frozen=True)
-class ColorNetHandle:
-    """What ``LoadColorNet`` outputs (custom type ``DEEPEXEMPLAR_COLORNET``).
-
-    Attributes:
-        colorizer: the core colorizer (the authors' network or the weights-free propagation).
-        needs_family: backbone family the colorizer was trained with (``"paper"``), or ``None``.
-        provenance: weights file and sha256 strings from the core.
-        choice: the loader option the user picked.
-        patcher: ComfyUI's model wrapper for memory management (``None`` outside ComfyUI or for
-            the weights-free colorizer).
-    """
-
-    colorizer: Any
-    needs_family: str | None
-    provenance: dict[str, str]
-    choice: str
-    patcher: Any = None
-
-
-@dataclass(frozen=True)
 class MatchHandle:
     """What ``DenseMatch`` outputs (custom type ``DEEPEXEMPLAR_CORRESPONDENCE``).
 
@@ -112,7 +74,7 @@ class MatchHandle:
 
     match: MatchResult
     size: int
-    backbone: BackboneHandle
+    backbone: Any
 
 
 @dataclass(frozen=True)
@@ -143,8 +105,8 @@ def image_to_core(image: object, slot: str, node: str) -> torch.Tensor:
         ``(B, C, H, W)`` float32 in [0, 1] on the input's device.
 
     Raises:
-        NodeInputError: not a tensor, wrong rank, 4 channels (alpha), other channel counts,
-            empty batch, or a side smaller than :data:`MIN_SIDE`.
+        NodeInputError: not a tensor, wrong rank, 4 channels (alpha), other channel counts or
+            an empty batch (the core checks sizes and values, :func:`core_errors` phrases them).
 
     Example:
         >>> image_to_core(torch.rand(2, 40, 48, 3), "target", "DenseMatch").shape
@@ -170,10 +132,6 @@ def image_to_core(image: object, slot: str, node: str) -> torch.Tensor:
                              f"connect an RGB IMAGE to '{slot}'.")
     if image.shape[0] == 0:
         raise NodeInputError(node, f"'{slot}' is an empty batch.", "pass at least one image.")
-    height, width = int(image.shape[1]), int(image.shape[2])
-    if min(height, width) < MIN_SIDE:
-        raise NodeInputError(node, f"'{slot}' is {height}x{width}; the smallest side must be at "
-                             f"least {MIN_SIDE} pixels.", "upscale the image first.")
     return image.movedim(-1, 1).float().clamp(0.0, 1.0)
 
 
@@ -181,8 +139,7 @@ def reference_to_core(image: object, node: str) -> torch.Tensor:
     """ComfyUI ``IMAGE`` holding one colour reference -> ``(1, 3, H, W)`` float32 in [0, 1].
 
     Raises:
-        NodeInputError: a batch of several references, or a reference without colour (a gray
-            photo in the reference slot, e.g. target and reference swapped).
+        NodeInputError: a batch of several references (the core refuses gray references).
 
     Example:
         >>> reference_to_core(torch.rand(1, 40, 48, 3), "DenseMatch").shape
@@ -193,23 +150,7 @@ def reference_to_core(image: object, node: str) -> torch.Tensor:
         raise NodeInputError(node, f"'reference' is a batch of {reference.shape[0]} images; one "
                              "reference colours all targets.",
                              "select one image with the core node 'ImageFromBatch' (length 1).")
-    if is_gray(reference):
-        raise NodeInputError(node, "'reference' has no colour (it is a gray image).",
-                             "connect a colour photo to 'reference' and the gray photo to "
-                             "'target' (were they swapped?).")
     return reference
-
-
-def is_gray(images: torch.Tensor, tolerance: float = GRAY_TOLERANCE) -> bool:
-    """True when ``images: (B, C, H, W)`` has one channel or R, G and B agree within tolerance.
-
-    >>> is_gray(torch.rand(1, 1, 8, 8).expand(1, 3, 8, 8)), is_gray(torch.rand(1, 3, 8, 8))
-    (True, False)
-    """
-    if images.shape[1] == 1:
-        return True
-    spread = images.amax(dim=1) - images.amin(dim=1)
-    return bool(spread.max() <= tolerance)
 
 
 def images_to_comfy(images: Sequence[torch.Tensor], device: torch.device | str) -> torch.Tensor:
@@ -288,9 +229,17 @@ def file_fingerprint(path: str | None) -> tuple[str, int, int] | str:
     return (path, stat.st_size, stat.st_mtime_ns)
 
 
+def _load(node: str, choice: str, fix: str, load: Callable[[], Any]) -> Any:
+    """Run a core loader; its errors become a :class:`NodeInputError` naming ``fix``."""
+    try:
+        return load()
+    except (ValueError, TypeError, OSError, KeyError, RuntimeError) as err:
+        raise NodeInputError(node, f"cannot load '{choice}': {err}", fix) from err
+
+
 def load_backbone(choice: str, path: str | None, *, allow_download: bool,
-                  search_dirs: Sequence[str]) -> BackboneHandle:
-    """Load the backbone the user picked in ``LoadGrayVGG`` (on the CPU).
+                  search_dirs: Sequence[str]) -> Any:
+    """The core backbone the user picked in ``LoadGrayVGG`` (on the CPU, with ``provenance``).
 
     Args:
         choice: :data:`BUILTIN_LITE`, :data:`PAPER_BACKBONE_AUTO` or a file name.
@@ -301,26 +250,16 @@ def load_backbone(choice: str, path: str | None, *, allow_download: bool,
     Raises:
         NodeInputError: the weights are missing or are not gray VGG19-BN weights.
     """
-    node = "LoadGrayVGG"
-    try:
-        if choice == BUILTIN_LITE:
-            models = load_models("lite", colorizer="propagation", device="cpu")
-        else:
-            models = load_models("paper", colorizer="propagation", backbone_path=path,
-                                 device="cpu", allow_download=allow_download,
-                                 search_dirs=tuple(search_dirs))
-    except (ValueError, TypeError, OSError, KeyError, RuntimeError) as err:
-        raise NodeInputError(node, f"cannot load '{choice}': {err}",
-                             f"put the converted gray VGG19-BN .safetensors into "
-                             f"models/{WEIGHTS_FOLDER}/ (see docs/comfyui.md), enable "
-                             f"allow_download, or pick '{BUILTIN_LITE}'.") from err
-    provenance = {k: v for k, v in models.provenance.items() if not k.startswith("colorizer")}
-    return BackboneHandle(models.family, models.backbone, provenance, choice)
+    name = "lite" if choice == BUILTIN_LITE else "gray_vgg"
+    fix = (f"put the converted gray VGG19-BN .safetensors into models/{WEIGHTS_FOLDER}/ (see "
+           f"docs/comfyui.md), enable allow_download, or pick '{BUILTIN_LITE}'.")
+    return _load("LoadGrayVGG", choice, fix, lambda: core_load_backbone(
+        name, path, allow_download=allow_download, search_dirs=tuple(search_dirs)))
 
 
 def load_colornet(choice: str, path: str | None, *, allow_download: bool,
-                  search_dirs: Sequence[str]) -> ColorNetHandle:
-    """Load the colorizer the user picked in ``LoadColorNet`` (on the CPU).
+                  search_dirs: Sequence[str]) -> Any:
+    """The core colorizer the user picked in ``LoadColorNet`` (on the CPU, with ``provenance``).
 
     Args:
         choice: :data:`NO_COLORNET`, :data:`PAPER_COLORNET_AUTO` or a file name.
@@ -331,78 +270,33 @@ def load_colornet(choice: str, path: str | None, *, allow_download: bool,
     Raises:
         NodeInputError: the weights are missing or are not ExampleColorNet weights.
     """
-    node = "LoadColorNet"
-    try:
-        if choice == NO_COLORNET:
-            models = load_models("lite", colorizer="propagation", device="cpu")
-        else:
-            models = load_models("lite", colorizer="paper", colornet_path=path, device="cpu",
-                                 allow_download=allow_download, search_dirs=tuple(search_dirs))
-    except (ValueError, TypeError, OSError, KeyError, RuntimeError) as err:
-        raise NodeInputError(node, f"cannot load '{choice}': {err}",
-                             f"put the converted ExampleColorNet .safetensors into "
-                             f"models/{WEIGHTS_FOLDER}/ (see docs/comfyui.md), enable "
-                             f"allow_download, or pick '{NO_COLORNET}'.") from err
-    needs = None if choice == NO_COLORNET else "paper"
-    provenance = {k: v for k, v in models.provenance.items()
-                  if k.startswith("colornet") or k == "deepexemplar_version"}
-    provenance["colorizer"] = models.colorizer.name
-    return ColorNetHandle(models.colorizer, needs, provenance, choice)
-
-
-def network_of(part: object) -> torch.nn.Module | None:
-    """The ``torch.nn.Module`` holding a backbone's or colorizer's weights, if any.
-
-    A part that is a module is returned itself; a wrapper exposing its network as ``net`` or
-    ``model`` returns that; the weights-free colorizer returns ``None``.
-
-    >>> network_of(torch.nn.Linear(1, 1)) is not None, network_of(object())
-    (True, None)
-    """
-    if isinstance(part, torch.nn.Module):
-        return part
-    for name in ("net", "model"):
-        inner = getattr(part, name, None)
-        if isinstance(inner, torch.nn.Module):
-            return inner
-    return None
+    if choice == NO_COLORNET:
+        return load_colorizer("propagation")
+    fix = (f"put the converted ExampleColorNet .safetensors into models/{WEIGHTS_FOLDER}/ (see "
+           f"docs/comfyui.md), enable allow_download, or pick '{NO_COLORNET}'.")
+    return _load("LoadColorNet", choice, fix, lambda: load_colorizer(
+        "colornet", path, allow_download=allow_download, search_dirs=tuple(search_dirs)))
 
 
 # ----------------------------------------------------------------------------- stages
 
 
-def assemble_models(backbone: BackboneHandle, colornet: ColorNetHandle | None,
-                    device: torch.device | str, node: str) -> Models:
+def assemble_models(backbone: Any, colornet: Any | None, device: torch.device | str,
+                    node: str) -> Models:
     """Join the two loader outputs into the core's :class:`Models` on ``device``.
 
-    The networks are expected to sit on ``device`` already (ComfyUI's memory manager moves
-    them); without a ComfyUI patcher they are moved here.
+    ComfyUI's memory manager has normally moved the networks to ``device`` already; the core
+    moves whatever is not there yet.
 
     Raises:
-        NodeInputError: the authors' colour network with the lite backbone (it was trained on
-            gray VGG features and would give wrong colours).
+        NodeInputError: a colour network trained on another backbone's similarity maps (the
+            core's :func:`~deepexemplar_core.models.check_compatible` says why).
     """
-    if colornet is not None and colornet.needs_family not in (None, backbone.family):
-        raise NodeInputError(node, f"the colour network '{colornet.choice}' was trained on "
-                             f"{colornet.needs_family} features but the backbone is "
-                             f"'{backbone.choice}'.",
-                             "load the paper gray VGG19-BN in LoadGrayVGG, or pick "
-                             f"'{NO_COLORNET}' in LoadColorNet.")
-    if colornet is None:
-        from deepexemplar_core.lite import PropagationColorizer
-
-        colorizer = PropagationColorizer()
-    else:
-        colorizer = colornet.colorizer
-    provenance = dict(backbone.provenance)
-    if colornet is not None:
-        provenance.update(colornet.provenance)
-    models = Models(backbone.family, backbone.backbone, colorizer, torch.device(device), provenance)
-    for part, handle in ((backbone.backbone, backbone), (colorizer, colornet)):
-        network = network_of(part)
-        if network is not None and getattr(handle, "patcher", None) is None:
-            network.to(models.device)
-    return models
+    colorizer = colornet if colornet is not None else load_colorizer("propagation")
+    with core_errors(node, "load the backbone the colour network was trained on in LoadGrayVGG, "
+                           f"or pick '{NO_COLORNET}' in LoadColorNet."):
+        check_compatible(backbone, colorizer, strict=True)
+    return Models.compose(backbone, colorizer, device)
 
 
 def make_config(node: str, size: int, strength: float = 1.0,
@@ -427,33 +321,25 @@ def run_match(models: Models, target: torch.Tensor, reference: torch.Tensor,
         report: ``(done, total)`` callback after every pyramid level (may raise to interrupt).
     """
     with core_errors(node):
-        return match_images(models, target.to(models.device), reference.to(models.device),
-                            config, progress=report)
+        prepared = prepare_reference(models, reference.to(models.device), config)
+        return match_images(models, target.to(models.device), prepared, config, progress=report)
 
 
 def run_similarity(models: Models, match: MatchResult, node: str) -> SimilarityResult:
     """The core's ``compute_similarity`` with errors phrased for the node."""
     with core_errors(node):
-        return compute_similarity(models, move_tensors(match, models.device))
-
-
-def frame_chunks(count: int, chunk: int) -> list[slice]:
-    """Slices covering ``range(count)`` in pieces of at most ``chunk``.
-
-    >>> frame_chunks(5, 2)
-    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
-    """
-    return [slice(start, min(start + chunk, count)) for start in range(0, count, chunk)]
+        return compute_similarity(models, move_to(match, models.device))
 
 
 def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                  config: ColorizeConfig, node: str, *, match: MatchHandle | None = None,
-                 similarity: SimilarityHandle | None = None,
-                 report: Report | None = None) -> list[torch.Tensor]:
-    """Colorize a batch of targets, chunk by chunk unless precomputed stages are given.
+                 similarity: SimilarityHandle | None = None, report: Report | None = None,
+                 output_device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """Colorize a batch of targets: one streaming core call, or one call on precomputed stages.
 
-    Matching reports after every pyramid level, then similarity, colorization and upsampling
-    report once each, so an interruption raised by ``report`` stops the run within one level.
+    The reference's features are computed once; the frames go through the core chunk by chunk
+    (:data:`FRAMES_PER_CHUNK`) and each result leaves the device as it finishes. Progress comes
+    after every matching level, so an interruption raised by ``report`` stops within one level.
 
     Args:
         models: from :func:`assemble_models`.
@@ -461,14 +347,14 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
         reference: ``(1, 3, Hr, Wr)`` from :func:`reference_to_core`.
         config: from :func:`make_config`.
         node: name used in messages.
-        match: a ``DenseMatch`` output for these targets (one core call for the whole batch).
+        match: a ``DenseMatch`` output for these targets.
         similarity: a ``SimilarityMaps`` output; its correspondence is used when ``match`` is
             ``None``.
         report: ``(done, total)`` progress callback; it may raise to interrupt the run.
+        output_device: where the results go (ComfyUI's intermediate device).
 
     Returns:
-        One ``(3, H, W)`` float32 image in [0, 1] per target, at the input resolution, on
-        ``models.device``.
+        One ``(3, H, W)`` float32 image in [0, 1] per target, at the input resolution.
 
     Raises:
         NodeInputError: precomputed stages from other targets, another size or another
@@ -481,30 +367,17 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                                  "connect the same DenseMatch output to SimilarityMaps and to "
                                  "this node, or disconnect one of them.")
         match = similarity.source
-    if match is not None:
-        check_precomputed(match, target, config, node)
-        pieces = [slice(0, target.shape[0])]
-    else:
-        pieces = frame_chunks(target.shape[0], FRAMES_PER_CHUNK)
-    reference = reference.to(models.device)
-    images: list[torch.Tensor] = []
-    for index, piece in enumerate(pieces):
-        chunk = target[piece].to(models.device)
-        if match is None:
-            stage_match = run_match(models, chunk, reference, config, node,
-                                    _sub_report(report, index, len(pieces), 0.0, 0.6))
-            stage_similarity = run_similarity(models, stage_match, node)
-        else:
-            stage_match = move_tensors(match.match, models.device)
-            stage_similarity = (run_similarity(models, stage_match, node) if similarity is None
-                                else move_tensors(similarity.result, models.device))
-        _tick(report, index, len(pieces), 0.8)
-        with core_errors(node):
-            result = colorize(chunk, reference, models, config, match=stage_match,
-                              similarity=stage_similarity)
-        _tick(report, index, len(pieces), 1.0)
-        images.extend(result.images)
-    return images
+    with core_errors(node):
+        if match is not None:
+            check_precomputed(match, target, config, node)
+            stage = None if similarity is None else move_to(similarity.result, models.device)
+            result = colorize(target.to(models.device), None, models, config,
+                              match=move_to(match.match, models.device), similarity=stage)
+            return [image.to(output_device) for image in result.images]
+        results = colorize_iter(target, reference.to(models.device), models, config,
+                                chunk_size=FRAMES_PER_CHUNK, progress=report,
+                                output_device=output_device)
+        return [done.image for done in results]
 
 
 def check_precomputed(match: MatchHandle, target: torch.Tensor, config: ColorizeConfig,
@@ -523,31 +396,8 @@ def check_precomputed(match: MatchHandle, target: torch.Tensor, config: Colorize
                              "set the same 'size' on DenseMatch and on this node.")
 
 
-def _sub_report(report: Report | None, index: int, count: int, start: float,
-                end: float) -> Report | None:
-    """Map one stage's ``(done, total)`` of chunk ``index`` onto a shared 0..1000 scale.
-
-    The stage covers the fraction ``[start, end]`` of the chunk; the chunks share the scale
-    equally.
-    """
-    if report is None:
-        return None
-
-    def relay(done: int, total: int) -> None:
-        share = (index + start + (end - start) * done / max(total, 1)) / count
-        report(round(1000 * share), 1000)
-
-    return relay
-
-
-def _tick(report: Report | None, index: int, count: int, reached: float) -> None:
-    """Report that chunk ``index`` has reached the fraction ``reached`` of its work."""
-    if report is not None:
-        report(round(1000 * (index + reached) / count), 1000)
-
-
 @contextmanager
-def core_errors(node: str) -> Iterator[None]:
+def core_errors(node: str, fix: str = "check this node's inputs.") -> Iterator[None]:
     """Re-raise the core's ``ValueError``/``TypeError`` as :class:`NodeInputError`.
 
     ComfyUI shows the message in its error dialog; prefixing the node name tells the user
@@ -558,30 +408,4 @@ def core_errors(node: str) -> Iterator[None]:
     except NodeInputError:
         raise
     except (ValueError, TypeError) as err:
-        raise NodeInputError(node, str(err), "check this node's inputs.") from err
-
-
-def move_tensors(value: Any, device: torch.device | str) -> Any:
-    """A copy of ``value`` whose tensors live on ``device`` (dataclasses, tuples, lists, dicts).
-
-    Objects that are not containers are returned unchanged; tensors already on ``device`` are
-    not copied.
-
-    >>> from deepexemplar_core.structures import Similarity
-    >>> s = Similarity(*(torch.zeros(1, 2, 3, 3) for _ in range(4)), ("a", "b"))
-    >>> move_tensors(s, "cpu").sim_tr.device.type
-    'cpu'
-    """
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: move_tensors(getattr(value, f.name), device)
-                   for f in dataclasses.fields(value) if f.init}
-        return dataclasses.replace(value, **changes)
-    if isinstance(value, tuple):
-        return tuple(move_tensors(v, device) for v in value)
-    if isinstance(value, list):
-        return [move_tensors(v, device) for v in value]
-    if isinstance(value, dict):
-        return {k: move_tensors(v, device) for k, v in value.items()}
-    return value
+        raise NodeInputError(node, str(err), fix) from err

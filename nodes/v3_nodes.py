@@ -7,7 +7,6 @@ input names are frozen: saved workflows refer to them.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -49,17 +48,18 @@ def _weights_path(choice: str, builtins: tuple[str, ...]) -> str | None:
     return folder_paths.get_full_path(logic.WEIGHTS_FOLDER, choice)
 
 
-def _patcher(module: torch.nn.Module | None) -> object:
+def _patcher(module: torch.nn.Module) -> object:
     """Wrap a network so ComfyUI's memory manager can load and evict it (None if no weights)."""
-    if module is None:
+    if next(module.parameters(), None) is None:
         return None
     return comfy.model_patcher.ModelPatcher(
         module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
 
 
-def _models(backbone: logic.BackboneHandle, colornet: logic.ColorNetHandle | None, node: str):
+def _models(backbone, colornet, node: str):
     """Load the networks where ComfyUI wants them and return the core ``Models``."""
-    patchers = [h.patcher for h in (backbone, colornet) if h is not None and h.patcher is not None]
+    patchers = [p for p in (getattr(backbone, "patcher", None), getattr(colornet, "patcher", None))
+                if p is not None]
     if patchers:
         mm.load_models_gpu(patchers)
     return logic.assemble_models(backbone, colornet, mm.get_torch_device(), node)
@@ -124,10 +124,10 @@ class LoadGrayVGG(_WeightsLoader):
     @classmethod
     def execute(cls, weights, allow_download) -> io.NodeOutput:
         path = _selected_path("LoadGrayVGG", weights, cls.BUILTINS)
-        handle = logic.load_backbone(weights, path, allow_download=allow_download,
-                                     search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
-        handle = dataclasses.replace(handle, patcher=_patcher(logic.network_of(handle.backbone)))
-        return io.NodeOutput(handle)
+        backbone = logic.load_backbone(weights, path, allow_download=allow_download,
+                                       search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
+        backbone.patcher = _patcher(backbone)
+        return io.NodeOutput(backbone)
 
 
 def _selected_path(node: str, weights: str, builtins: tuple[str, ...]) -> str | None:
@@ -162,10 +162,10 @@ class LoadColorNet(_WeightsLoader):
     @classmethod
     def execute(cls, weights, allow_download) -> io.NodeOutput:
         path = _selected_path("LoadColorNet", weights, cls.BUILTINS)
-        handle = logic.load_colornet(weights, path, allow_download=allow_download,
-                                     search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
-        handle = dataclasses.replace(handle, patcher=_patcher(logic.network_of(handle.colorizer)))
-        return io.NodeOutput(handle)
+        colorizer = logic.load_colornet(weights, path, allow_download=allow_download,
+                                        search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
+        colorizer.patcher = _patcher(colorizer)
+        return io.NodeOutput(colorizer)
 
 
 def _image_inputs() -> list[io.Input]:
@@ -190,7 +190,7 @@ class DenseMatch(io.ComfyNode):
             description="Finds, for every target pixel, the matching reference pixel (and back) "
                         "with deep features, coarse to fine.",
             inputs=_image_inputs() + [
-                io.Int.Input("size", default=256, min=logic.MIN_SIDE, max=4096, step=8,
+                io.Int.Input("size", default=256, min=logic.MIN_SIDE, max=logic.MAX_SIZE, step=8,
                              tooltip=SIZE_TOOLTIP)],
             outputs=[Correspondence.Output(
                 display_name="correspondence",
@@ -207,7 +207,7 @@ class DenseMatch(io.ComfyNode):
         models = _models(backbone, None, node)
         match = logic.run_match(models, target_t, reference_t, config, node,
                                 _report(cls.hidden.unique_id))
-        match = logic.move_tensors(match, mm.intermediate_device())
+        match = logic.move_to(match, mm.intermediate_device())
         return io.NodeOutput(logic.MatchHandle(match, config.size, backbone))
 
 
@@ -245,7 +245,7 @@ class SimilarityMaps(io.ComfyNode):
         mm.throw_exception_if_processing_interrupted()
         result = logic.run_similarity(models, correspondence.match, node)
         out = mm.intermediate_device()
-        result = logic.move_tensors(result, out)
+        result = logic.move_to(result, out)
         return io.NodeOutput(
             logic.SimilarityHandle(result, correspondence),
             logic.similarity_grid(result).to(out),
@@ -271,7 +271,7 @@ class ExemplarColorize(io.ComfyNode):
                 io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.05,
                                tooltip="Colour strength: 1 = as predicted, 0 = gray (disabled), "
                                        ">1 more saturated."),
-                io.Int.Input("size", default=256, min=logic.MIN_SIDE, max=4096, step=8,
+                io.Int.Input("size", default=256, min=logic.MIN_SIDE, max=logic.MAX_SIZE, step=8,
                              tooltip=SIZE_TOOLTIP),
                 io.Combo.Input("upsample", options=["guided", "bicubic"], default="guided",
                                tooltip="How colour is brought to full size: 'guided' follows the "
@@ -298,7 +298,8 @@ class ExemplarColorize(io.ComfyNode):
         models = _models(backbone, colornet, node)
         images = logic.run_colorize(models, target_t, reference_t, config, node,
                                     match=correspondence, similarity=similarity,
-                                    report=_report(cls.hidden.unique_id))
+                                    report=_report(cls.hidden.unique_id),
+                                    output_device=mm.intermediate_device())
         mm.soft_empty_cache()
         return io.NodeOutput(logic.images_to_comfy(images, mm.intermediate_device()))
 

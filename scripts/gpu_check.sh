@@ -34,7 +34,7 @@ run_step() {  # run_step NAME TIMEOUT_S CMD...
 
 { nvidia-smi -L; nvcc --version | tail -n 2; "$PY" -c "import torch; print('torch', torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))"; } 2>&1 | tee -a "$LOG"
 
-run_step build 180 "$PY" -c "from deepexemplar_core.ops import _build; print(_build.build(verbose=True))" \
+run_step build 180 "$PY" -c "from deepexemplar_core.matching import extension; print(extension.build(verbose=True))" \
   || { tail -n 40 "$LOG"; exit 1; }
 run_step tests 80 "$PY" -m pytest tests/ops -q -p no:cacheprovider
 run_step parity 80 "$PY" scripts/gpu_parity.py --json "$OUT/parity.json"

@@ -22,7 +22,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from deepexemplar_core.ops import _build, patchmatch, window_search
+from deepexemplar_core.matching import extension, patchmatch, window_search
 
 SIZES = {"256px relu2_1": (128, 128), "1080p@540 relu2_1": (270, 480), "1080p relu2_1": (540, 960)}
 
@@ -88,7 +88,7 @@ def main() -> int:
     parser.add_argument("--small", action="store_true", help="one 24x40 case (for compute-sanitizer)")
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args()
-    plan = _build.build()
+    plan = extension.build()
     if not (torch.cuda.is_available() and plan.with_cuda):
         print(f"no CUDA build ({plan.reason})")
         return 2

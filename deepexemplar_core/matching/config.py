@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..structures import FeaturePyramid
+from .ops import BACKENDS, active_backend
 
 METHODS = ("exact", "window", "patchmatch")
-BACKENDS = ("auto", "torch", "cpp", "cuda")
 DEFAULT_WORK_BUDGET = 2**35
 
 
@@ -104,10 +104,6 @@ class MatchConfig:
         if self.backend in ("cpp", "cuda"):
             return True
         if self.backend == "torch":
-            return False
-        try:
-            from ..ops.patchmatch import active_backend
-        except ImportError:
             return False
         return active_backend(device)[0] != "torch"
 

@@ -12,9 +12,9 @@ from torch import nn
 from .._checks import check_pyramid_pair
 from ..structures import Correspondence, FeaturePyramid
 from .config import LevelConfig, MatchConfig
-from .dispatch import patchmatch, window_search
 from .exact import exact_nn_bidirectional
-from .patchmatch import scaled_identity
+from .ops import patchmatch, window_search
+from .patchmatch_reference import scaled_identity
 from .scores import l2_normalize
 from .upsample import upsample_nnf
 

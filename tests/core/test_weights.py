@@ -12,7 +12,9 @@ import torch
 from huggingface_hub import constants as hub_constants
 from safetensors.torch import save_file
 
-from deepexemplar_core.models import ExampleColorNet, GrayVGG19BN
+from deepexemplar_core.backbones import GrayVGG19BN
+from deepexemplar_core.colorizers import ExampleColorNet
+from deepexemplar_core.files import sha256_file
 from deepexemplar_core.weights import (
     WeightsFormatError,
     WeightsMismatchError,
@@ -21,7 +23,6 @@ from deepexemplar_core.weights import (
     load_state_checked,
     read_manifest,
     resolve_weights,
-    sha256_file,
     write_manifest,
 )
 

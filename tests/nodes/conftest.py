@@ -94,8 +94,8 @@ def tiny_paper_weights(tmp_path_factory) -> dict[str, Path]:
     """
     from safetensors.torch import save_file
 
-    from deepexemplar_core.models.colornet import ExampleColorNet
-    from deepexemplar_core.models.vgg_gray import GrayVGG19BN
+    from deepexemplar_core.colorizers.colornet import ExampleColorNet
+    from deepexemplar_core.backbones.vgg_gray import GrayVGG19BN
     from deepexemplar_core.weights import weights_filename
 
     folder = tmp_path_factory.mktemp("deepexemplar_weights")

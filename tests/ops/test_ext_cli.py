@@ -7,8 +7,8 @@ import json
 import pytest
 
 from deepexemplar_core.cli import EXIT_OK, main
-from deepexemplar_core.ops import _build
-from deepexemplar_core.ops.doctor import diagnose, format_report
+from deepexemplar_core.matching import extension as _build
+from deepexemplar_core.matching.doctor import diagnose, format_report
 
 
 @pytest.fixture(scope="module")

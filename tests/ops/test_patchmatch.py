@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deepexemplar_core.ops import _build, patchmatch, window_search
+from deepexemplar_core.matching import extension as _build, patchmatch, window_search
 
 REPO = Path(__file__).resolve().parents[2]
 M32 = 0xFFFFFFFF
@@ -380,9 +380,9 @@ def test_op_checks_name_the_argument(ext):
 
 def _library_reference():
     try:
-        module = importlib.import_module("deepexemplar_core.matching.patchmatch")
+        module = importlib.import_module("deepexemplar_core.matching.patchmatch_reference")
     except ImportError as e:
-        pytest.skip(f"deepexemplar_core.matching.patchmatch not importable: {e}")
+        pytest.skip(f"deepexemplar_core.matching.patchmatch_reference not importable: {e}")
     return module
 
 
@@ -397,7 +397,7 @@ def test_cpp_matches_library_reference(ext):
     assert same >= 0.999 and (score - ref[1]).abs().max().item() < 1e-5
     init = torch.randint(0, 15, (2, 17, 19, 2), generator=gen)
     nnf, score, _ = window_search(src, tgt, init, patch_size=5, radius=3, backend="cpp")
-    ref = importlib.import_module("deepexemplar_core.matching.window").window_search_reference(
+    ref = importlib.import_module("deepexemplar_core.matching.window_reference").window_search_reference(
         src, tgt, init, patch_size=5, radius=3)
     same = (nnf == ref[0]).all(-1).float().mean().item()
     assert same >= 0.999 and (score - ref[1]).abs().max().item() < 1e-5
@@ -415,7 +415,7 @@ def test_fallback_when_the_build_is_impossible(tmp_path):
     code = """
         import logging, torch
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-        from deepexemplar_core.ops import patchmatch, active_backend, ExtensionNotAvailableError
+        from deepexemplar_core.matching import patchmatch, active_backend, ExtensionNotAvailableError
         a = torch.nn.functional.normalize(torch.rand(1, 4, 8, 8), dim=1)
         nnf, score, name = patchmatch(a, a, None, patch_size=3, iterations=1, radius=2)
         patchmatch(a, a, None, patch_size=3, iterations=1, radius=2)
@@ -439,7 +439,7 @@ def test_cached_build_loads_without_a_compiler(ext, tmp_path):
     """A cached build is opened directly: no compiler needed (ComfyUI's load_cached_only)."""
     code = """
         import torch
-        from deepexemplar_core.ops import _build
+        from deepexemplar_core.matching import extension as _build
         print("cached", _build.load_cached_only(), _build.loaded_plan().name)
     """
     proc = _run_python(code, {"CXX": str(tmp_path / "no-compiler"),
@@ -514,7 +514,7 @@ def test_no_jit_build_never_compiles(tmp_path):
     _library_reference()
     code = """
         import torch
-        from deepexemplar_core.ops import _build, active_backend
+        from deepexemplar_core.matching import extension as _build, active_backend
         name, reason = active_backend("cpu")
         print(name, "|", reason, "|", list(_build.cache_root().glob("*")))
     """
@@ -527,7 +527,7 @@ def test_no_jit_build_never_compiles(tmp_path):
 
 def test_opcheck_schema_and_fake_kernels(ext):
     """Schemas, fake (meta) kernels and AOT dispatch pass torch.library.opcheck."""
-    importlib.import_module("deepexemplar_core.ops.patchmatch")._extension(True)
+    importlib.import_module("deepexemplar_core.matching.ops")._extension(True)
     a = F.normalize(torch.rand(2, 4, 5, 6), dim=1)
     b = F.normalize(torch.rand(1, 4, 7, 3), dim=1)
     for op, args in ((torch.ops.deepexemplar.window_search.default, (a, b, None, 3, 1)),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -25,19 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.colornet import ExampleColorNet
-from ..models.vgg_gray import BN_EPS, VGG_BLOCKS, GrayVGG19BN
-from ..weights import (
-    AUTHORS_LICENCE,
-    default_weights_dir,
-    sha256_file,
-    weights_filename,
-    write_manifest,
-)
+from ...backbones.vgg_gray import BN_EPS, VGG_BLOCKS, GrayVGG19BN
+from ...colorizers.colornet import ExampleColorNet
+from ...files import atomic_path, sha256_file
+from ..manifest import write_manifest
+from ..resolve import default_weights_dir, weights_filename
 from .caffemodel import read_caffemodel
 from .torch_files import ConversionError, read_legacy_torch
 
 logger = logging.getLogger(__name__)
+
+#: What the manifest says of the licence of the authors' released files.
+AUTHORS_LICENCE = "none stated by the authors"
 
 CONV_NAMES: tuple[str, ...] = tuple(name for block in VGG_BLOCKS for name, _ in block)
 FC_NAMES: tuple[str, ...] = ("fc6", "fc7", "fc8")
@@ -114,14 +112,8 @@ def _save(
     from safetensors.torch import save_file
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"network": network, "source": Path(src).name})
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as temporary:
+        save_file(state, str(temporary), metadata={"network": network, "source": Path(src).name})
     write_manifest(
         target,
         network=network,

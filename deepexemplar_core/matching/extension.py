@@ -1,7 +1,7 @@
 """Just-in-time build and loading of the compiled ``cuda_ext`` extension.
 
 The extension is compiled once per machine with :func:`torch.utils.cpp_extension.load` into a
-per-user cache, ``~/.cache/deepexemplar/ext/<key>`` (or ``$DEEPEXEMPLAR_EXT_DIR/<key>``), where
+per-user cache, ``<cache root>/ext/<key>`` (or ``$DEEPEXEMPLAR_EXT_DIR/<key>``), where
 ``<key>`` hashes the torch version, the CUDA version, the Python ABI, the sources and the build
 flags. Loading a cached build only opens the shared library (no compiler, well under a second).
 The CUDA sources are compiled only when CUDA is usable: ``torch.cuda.is_available()`` and a
@@ -24,12 +24,13 @@ from pathlib import Path
 
 import torch
 
+from ..files import cache_root
+
 logger = logging.getLogger(__name__)
 
 EXT_NAME = "deepexemplar_ext"
 """Prefix of the compiled module name (``TORCH_EXTENSION_NAME``)."""
 
-_SOURCE_DIR = Path(__file__).resolve().parents[2] / "cuda_ext" / "csrc"
 _CPP_SOURCES = ("ext.cpp", "patchmatch_cpu.cpp")
 _CUDA_SOURCES = ("patchmatch_cuda.cu",)
 _HEADERS = ("patchmatch.h",)
@@ -67,16 +68,24 @@ class BuildPlan:
 
 
 def source_dir() -> Path:
-    """Directory of the C++/CUDA sources (``cuda_ext/csrc`` of the checkout)."""
-    return _SOURCE_DIR
+    """Directory of the C++/CUDA sources: the installed ``cuda_ext`` package's ``csrc``.
+
+    The pack inside ComfyUI imports the core from its own folder without installing it; there the
+    checkout's ``cuda_ext/csrc`` beside ``deepexemplar_core`` is used.
+    """
+    try:
+        from cuda_ext import SOURCE_DIR
+    except ImportError:
+        return Path(__file__).resolve().parents[2] / "cuda_ext" / "csrc"
+    return SOURCE_DIR
 
 
-def cache_root() -> Path:
-    """Root of the build cache: ``$DEEPEXEMPLAR_EXT_DIR`` or ``~/.cache/deepexemplar/ext``."""
+def build_root() -> Path:
+    """Root of the build cache: ``$DEEPEXEMPLAR_EXT_DIR``, else ``<cache root>/ext``."""
     override = os.environ.get("DEEPEXEMPLAR_EXT_DIR")
     if override:
         return Path(override).expanduser()
-    return Path.home() / ".cache" / "deepexemplar" / "ext"
+    return cache_root() / "ext"
 
 
 def cuda_toolkit() -> tuple[bool, str]:
@@ -108,13 +117,14 @@ def plan() -> BuildPlan:
         " ".join(_CFLAGS + _LDFLAGS + (_CUDA_CFLAGS if with_cuda else ())),
     ):
         digest.update(part.encode() + b"\0")
+    sources = source_dir()
     for name in sorted(names + _HEADERS):
-        digest.update(name.encode() + b"\0" + (_SOURCE_DIR / name).read_bytes())
+        digest.update(name.encode() + b"\0" + (sources / name).read_bytes())
     key = digest.hexdigest()[:16]
     return BuildPlan(
         name=f"{EXT_NAME}_{key}",
-        directory=cache_root() / key,
-        sources=tuple(_SOURCE_DIR / n for n in names),
+        directory=build_root() / key,
+        sources=tuple(sources / n for n in names),
         with_cuda=with_cuda,
         reason=reason,
     )

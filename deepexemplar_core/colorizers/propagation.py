@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .. import _checks
 from ..structures import ColorizerInputs
@@ -262,7 +263,7 @@ def propagate_colors(
     return keep * ab_in + (1.0 - keep) * ab
 
 
-class PropagationColorizer:
+class PropagationColorizer(nn.Module):
     """The ``lite`` family's :class:`~deepexemplar_core.structures.Colorizer` (no weights).
 
     Attributes:
@@ -283,9 +284,10 @@ class PropagationColorizer:
     name = "lite-propagation"
 
     def __init__(self, config: PropagationConfig | None = None) -> None:
+        super().__init__()
         self.config = config or PropagationConfig()
 
-    def __call__(self, inputs: ColorizerInputs) -> torch.Tensor:
+    def forward(self, inputs: ColorizerInputs) -> torch.Tensor:
         """Return ``ab: (B, 2, H, W)`` float32 for ``inputs.target_l``'s grid."""
         return propagate_colors(
             inputs.target_l, inputs.warped_ab, inputs.confidence, inputs.reference_lab,

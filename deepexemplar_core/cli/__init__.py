@@ -1,0 +1,82 @@
+"""The ``deepexemplar`` command (also ``python -m deepexemplar_core``).
+
+One module per sub-command; each has ``register(subparsers)`` (adding its parser with
+``set_defaults(run=...)``) and a ``run(args) -> int``. :data:`COMMANDS` lists them in the order
+``--help`` shows them.
+
+Exit codes (stable, for scripts); a sub-command's error is mapped to its code by the exception's
+type in :func:`exit_code_for`, never by its text:
+
+====  ==========================================================================
+0     every target was colorized
+2     bad command line (unknown option, missing argument)
+3     weights missing, corrupt or for another network
+4     at least one target or the reference could not be read or is invalid (the
+      other targets were still written)
+5     an unexpected error while processing
+130   interrupted (Ctrl-C); no partial output file is left behind
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, EXIT_INPUT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+
+#: Sub-command modules of this package, in the order ``--help`` lists them.
+COMMANDS = ("colorize", "convert", "ext")
+
+logger = logging.getLogger("deepexemplar")
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The exit code of an error that ends a command (see the module docstring).
+
+    Example:
+        >>> exit_code_for(ValueError("size: expected >= 32")), exit_code_for(KeyboardInterrupt())
+        (4, 130)
+    """
+    from ..weights import WeightsError
+
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, WeightsError):
+        return EXIT_WEIGHTS
+    if isinstance(error, (ValueError, TypeError, OSError)):
+        return EXIT_INPUT
+    return EXIT_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``deepexemplar`` command."""
+    parser = argparse.ArgumentParser(
+        prog="deepexemplar",
+        description="Deep Exemplar-based Colorization (He et al., SIGGRAPH 2018)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log details on stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f".{name}", __name__).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

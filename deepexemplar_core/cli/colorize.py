@@ -1,0 +1,246 @@
+"""``deepexemplar colorize`` and ``deepexemplar demo``: files in, colour files out.
+
+Outputs keep the target's size, bit depth (8 or 16) and alpha channel, carry provenance
+metadata (model family, weights sha256, version, reference), and are written atomically, so an
+error or Ctrl-C never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, exit_code_for
+from .options import (
+    IMAGE_SUFFIXES,
+    add_model_options,
+    config_from_args,
+    load_models_from_args,
+)
+
+logger = logging.getLogger("deepexemplar")
+
+
+@dataclass
+class _Job:
+    """One target file and what became of it."""
+
+    source: Path
+    output: Path
+    status: str = "pending"
+    error: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``colorize`` and ``demo`` sub-commands."""
+    col = subparsers.add_parser("colorize", help="colorize gray photos with a colour reference")
+    col.add_argument("targets", nargs="+", type=Path, help="target images or folders of images")
+    col.add_argument("--reference", "-r", type=Path, required=True, help="colour reference image")
+    add_model_options(col)
+    col.add_argument("-o", "--output", type=Path, required=True,
+                     help="output file (one target) or folder")
+    col.add_argument("--save-intermediates", action="store_true",
+                     help="also write fields (authors' flow format), combo, maps and warped colours")
+    col.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    col.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    col.add_argument("--batch-size", type=int, default=1,
+                     help="same-sized targets matched together (the reference's features are "
+                          "computed once either way; more uses more memory, rarely saves time)")
+    col.set_defaults(run=run_colorize)
+    demo = subparsers.add_parser("demo", help="colorize the bundled example pair (offline)")
+    add_model_options(demo)
+    demo.add_argument("-o", "--output", type=Path, default=Path("out"), help="output folder")
+    demo.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    demo.set_defaults(run=run_demo)
+
+
+def collect_targets(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """Expand folders into their image files (sorted); return ``(files, problems)``."""
+    files, problems = [], []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append(f"{path}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return files, problems
+
+
+def plan_outputs(targets: list[Path], output: Path) -> list[_Job]:
+    """Output path per target: ``output`` itself for one target with an image suffix, else
+    ``output/<stem>_colorized.png`` (PNG keeps 16 bits and alpha)."""
+    if len(targets) == 1 and output.suffix.lower() in IMAGE_SUFFIXES:
+        return [_Job(targets[0], output)]
+    names: dict[str, int] = {}
+    jobs = []
+    for target in targets:
+        stem = target.stem
+        count = names.get(stem, 0)
+        names[stem] = count + 1
+        suffix = f"_{count}" if count else ""
+        jobs.append(_Job(target, output / f"{stem}{suffix}_colorized.png"))
+    return jobs
+
+
+def _metadata(models, reference: Path, target: Path, config) -> dict[str, str]:
+    meta = {f"deepexemplar:{k}": v for k, v in models.provenance.items()}
+    meta.update({
+        "deepexemplar:reference": str(reference),
+        "deepexemplar:target": str(target),
+        "deepexemplar:working_size": str(config.size),
+        "deepexemplar:upsample": config.upsample,
+        "Software": f"deepexemplar {models.provenance.get('deepexemplar_version', '')}",
+    })
+    return meta
+
+
+def _readable(jobs: list[_Job], loaded: dict[int, object]) -> Iterator:
+    """Read and validate each target in turn; yield the good ones' pixels, mark the others.
+
+    A target that cannot be read or that the core refuses (too small, RGBA ...) fails alone:
+    it is never part of a batch, so the other targets are still colorized.
+    """
+    from ..image_io import ImageReadError, read_image
+    from ..pipeline import check_image
+
+    for number, job in enumerate(jobs):
+        try:
+            image = read_image(job.source)
+            pixels = check_image(str(job.source), image.pixels)
+        except ImageReadError as err:
+            job.status, job.error = "unreadable", str(err)
+            continue
+        except (ValueError, TypeError) as err:
+            job.status, job.error = "invalid", str(err)
+            continue
+        loaded[len(loaded)] = (number, image)
+        yield pixels
+
+
+def _colorize_all(jobs: list[_Job], prepared, ref_path: Path, models, config, args) -> None:
+    """One streaming core call for all targets; each result is written as it finishes."""
+    from ..pipeline import colorize_iter
+
+    loaded: dict[int, tuple[int, object]] = {}
+    bar = None
+    if len(jobs) > 1 and not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="image", file=sys.stderr)
+    try:
+        for done in colorize_iter(_readable(jobs, loaded), prepared, models, config,
+                                  chunk_size=max(1, args.batch_size),
+                                  keep_intermediates=args.save_intermediates):
+            number, image = loaded.pop(done.index)
+            job = jobs[number]
+            _write(job, image, done, models, ref_path, config, args.save_intermediates)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _write(job: _Job, image, done, models, ref_path: Path, config, intermediates: bool) -> None:
+    """Write one result (and its intermediates); a failed write fails this target alone."""
+    from ..image_io import write_image
+
+    deep = image.bit_depth > 8 and job.output.suffix.lower() not in (".jpg", ".jpeg")
+    try:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        write_image(job.output, done.image.cpu(), alpha=image.alpha, bit_depth=16 if deep else 8,
+                    metadata=_metadata(models, ref_path, job.source, config))
+        if intermediates:
+            from ..intermediates import save_intermediates
+
+            group = done.intermediates
+            save_intermediates(job.output.with_name(job.output.stem + "_intermediates"), group,
+                               group.indices.index(done.index), job.source.stem, ref_path.stem)
+    except OSError as err:
+        job.status, job.error = "failed", f"cannot write {job.output}: {err}"
+        return
+    job.status, job.timings = "ok", {k: round(v, 4) for k, v in done.timings.items()}
+
+
+def run_colorize(args: argparse.Namespace) -> int:
+    """Implementation of ``deepexemplar colorize``; returns the exit code."""
+    from ..image_io import ImageReadError, read_image
+    from ..pipeline import prepare_reference
+
+    targets, problems = collect_targets(args.targets)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not targets:
+        return EXIT_INPUT
+    try:
+        reference = read_image(args.reference)
+    except ImageReadError as err:
+        print(f"error: reference: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        models = load_models_from_args(args)
+        config = config_from_args(args)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return exit_code_for(err)
+    print(f"model family: {models.family} ({models.provenance.get('family_reason', 'as requested')}); "
+          f"colorizer: {models.colorizer.name}", file=sys.stderr)
+    if models.provenance.get("warning"):
+        print(f"warning: {models.provenance['warning']}", file=sys.stderr)
+    try:
+        prepared = prepare_reference(models, reference.rgb(), config)
+    except (ValueError, TypeError) as err:
+        print(f"error: {args.reference}: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    jobs = plan_outputs(targets, args.output)
+    try:
+        _colorize_all(jobs, prepared, args.reference, models, config, args)
+    except Exception as err:  # noqa: BLE001 - the CLI reports any failure with an exit code
+        logger.debug("processing failed", exc_info=True)
+        print(f"error: processing failed: {type(err).__name__}: {err}", file=sys.stderr)
+        _report(jobs, models, args.json)
+        return EXIT_ERROR
+    return _report(jobs, models, args.json)
+
+
+def _report(jobs: list[_Job], models, as_json: bool) -> int:
+    failed = [job for job in jobs if job.status != "ok"]
+    for job in failed:
+        print(f"error: {job.source}: {job.error}", file=sys.stderr)
+    if as_json:
+        summary = {
+            "family": models.family,
+            "colorizer": models.colorizer.name,
+            "provenance": models.provenance,
+            "results": [
+                {"target": str(j.source), "output": str(j.output) if j.status == "ok" else None,
+                 "status": j.status, "error": j.error, "timings": j.timings}
+                for j in jobs
+            ],
+        }
+        print(json.dumps(summary, indent=2))
+    else:
+        for job in jobs:
+            if job.status == "ok":
+                print(f"{job.source} -> {job.output} ({job.timings.get('total', 0):.2f} s)")
+    return EXIT_INPUT if failed else EXIT_OK
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Implementation of ``deepexemplar demo``: colorize the bundled example pair."""
+    from ..examples import EXAMPLE_REFERENCE, EXAMPLE_TARGET
+
+    args.targets, args.reference = [EXAMPLE_TARGET], EXAMPLE_REFERENCE
+    args.output = args.output / "example_colorized.png"
+    args.save_intermediates, args.quiet, args.batch_size = False, True, 1
+    return run_colorize(args)

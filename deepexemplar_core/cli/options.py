@@ -1,0 +1,71 @@
+"""Options shared by the sub-commands that run the models, and their translation to core calls."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+#: Image files a folder given as a target is searched for.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Model family, weights, device, working size and matching backend options."""
+    from ..matching import BACKENDS
+    from ..models import COLORIZERS, FAMILIES
+
+    parser.add_argument("--family", choices=FAMILIES, default="auto",
+                        help="model family; auto = paper when its weights resolve locally, else lite")
+    parser.add_argument("--colorizer", choices=COLORIZERS, default="auto",
+                        help="ab predictor; auto = the family's own")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="folder holding converted weights (searched before $DEEPEXEMPLAR_WEIGHTS)")
+    parser.add_argument("--backbone-weights", type=Path, default=None,
+                        help="explicit gray VGG19-BN safetensors file")
+    parser.add_argument("--colornet-weights", type=Path, default=None,
+                        help="explicit ExampleColorNet safetensors file")
+    parser.add_argument("--allow-download", action="store_true",
+                        help="allow downloading missing weights from the Hugging Face Hub")
+    parser.add_argument("--repo-id", default=None, help="Hub repository of the converted weights")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--size", type=int, default=256,
+                        help="working short side in pixels (0 = native); the models were trained at 256")
+    parser.add_argument("--upsample", choices=("guided", "bicubic"), default="guided",
+                        help="chroma upsampling to full resolution (bicubic = the authors')")
+    parser.add_argument("--strength", type=float, default=1.0,
+                        help="colour strength, 0 = gray, 1 = as predicted (default)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="PatchMatch implementation (auto = compiled extension when built)")
+
+
+def load_models_from_args(args: argparse.Namespace):
+    """:func:`~deepexemplar_core.models.load_models` with the options of :func:`add_model_options`."""
+    from ..models import load_models
+    from ..weights import weights_filename
+
+    backbone, colornet, folders = args.backbone_weights, args.colornet_weights, ()
+    if args.weights is not None:  # the folder given on the command line wins over the environment
+        folders = (args.weights,)
+        if backbone is None and (args.weights / weights_filename("gray_vgg")).is_file():
+            backbone = args.weights / weights_filename("gray_vgg")
+        if colornet is None and (args.weights / weights_filename("colornet")).is_file():
+            colornet = args.weights / weights_filename("colornet")
+    return load_models(
+        args.family,
+        colorizer=args.colorizer,
+        backbone_path=backbone,
+        colornet_path=colornet,
+        device=args.device,
+        allow_download=args.allow_download,
+        repo_id=args.repo_id,
+        search_dirs=folders,
+    )
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~deepexemplar_core.pipeline.ColorizeConfig` of :func:`add_model_options`."""
+    from ..matching import MatchConfig
+    from ..pipeline import ColorizeConfig
+
+    match = None if args.backend == "auto" else MatchConfig(backend=args.backend)
+    return ColorizeConfig(size=args.size, upsample=args.upsample, strength=args.strength, match=match)

@@ -1,0 +1,95 @@
+"""Files on disk: the one cache root, the one atomic writer and the one hashing helper.
+
+Every file the project writes (images, weights, manifests, authors' formats, indexes, videos,
+checkpoints) goes through :func:`atomic_path`: the content is written to a hidden temporary file
+in the destination folder and moved over the destination with ``os.replace`` only when complete,
+so a failure, Ctrl-C or SIGTERM never leaves a partial file.
+
+The cache root is ``$DEEPEXEMPLAR_CACHE`` or ``$XDG_CACHE_HOME/deepexemplar`` (default
+``~/.cache/deepexemplar``); weights live in ``<root>/weights`` and compiled extensions in
+``<root>/ext``, for every model family alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_path", "atomic_write", "cache_root", "sha256_file", "write_text_atomic"]
+
+
+def cache_root() -> Path:
+    """``$DEEPEXEMPLAR_CACHE``, else ``$XDG_CACHE_HOME/deepexemplar``, else ``~/.cache/deepexemplar``.
+
+    Example:
+        >>> cache_root().name in ("deepexemplar",) or "DEEPEXEMPLAR_CACHE" in os.environ
+        True
+    """
+    override = os.environ.get("DEEPEXEMPLAR_CACHE")
+    if override:
+        return Path(override).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "deepexemplar"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it over ``path`` when the block succeeds.
+
+    For writers that take a file name (safetensors, PyAV, ``torch.save``). On any exception,
+    including ``KeyboardInterrupt``, the temporary file is removed and ``path`` is untouched.
+
+    Args:
+        path: the destination; its folder must exist.
+        mode: permission bits of the result; ``None`` keeps those of the file it replaces,
+            else ``0o644``.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with atomic_path(folder / "a.txt") as tmp:
+        ...     _ = tmp.write_text("done")
+        >>> (folder / "a.txt").read_text(), sorted(p.name for p in folder.iterdir())
+        ('done', ['a.txt'])
+    """
+    path = Path(path)
+    if mode is None:
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
+    """Run ``write`` on a binary file object and publish it at ``path`` atomically (fsynced)."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically, creating its folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in ``chunk``-byte pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,154 @@
+"""The core's structure: its import graph, what ships in the wheel, and one pipeline for every caller."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepexemplar_core import ColorizeConfig, colorize, load_models, prepare_reference
+from deepexemplar_core.pipeline import colorize_iter
+
+REPO = Path(__file__).resolve().parents[2]
+CORE = REPO / "deepexemplar_core"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, modules: set[str] = frozenset()) -> set[str]:
+    """Absolute names of the modules ``path`` imports (relative imports resolved).
+
+    ``from package import name`` counts as importing ``package.name`` when that is a module of
+    ``modules``, else as importing ``package``.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            for alias in node.names:
+                sub = f"{module}.{alias.name}"
+                found.add(sub if sub in modules else module)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in CORE.rglob("*.py")}
+    return {name: {m for m in _imports(path, set(modules)) if m in modules and m != name}
+            for name, path in modules.items()}
+
+
+def test_core_import_graph_has_no_cycle():
+    graph = _graph()
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                pytest.fail("import cycle: " + " -> ".join([*trail, node, nxt]))
+            if nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+
+
+def test_core_never_imports_comfyui_nodes_or_training():
+    for path in CORE.rglob("*.py"):
+        for name in _imports(path):
+            top = name.split(".")[0]
+            assert top not in ("comfy", "comfy_api", "folder_paths", "nodes", "training"), (
+                f"{path.relative_to(REPO)} imports {name}")
+
+
+def test_matching_does_not_import_the_pipeline_or_the_cli():
+    for path in (CORE / "matching").rglob("*.py"):
+        for name in _imports(path):
+            assert not name.startswith(("deepexemplar_core.pipeline", "deepexemplar_core.cli")), (
+                f"{path.relative_to(REPO)} imports {name}")
+
+
+@pytest.fixture(scope="module")
+def lite():
+    return load_models("lite")
+
+
+def _frames(count: int, photo: torch.Tensor) -> list[torch.Tensor]:
+    gray = photo.mean(0, keepdim=True)[:, :64, :96]
+    return [gray.roll(i % 7, dims=-1) for i in range(count)]
+
+
+def test_prepared_reference_runs_the_backbone_on_the_targets_only(lite, chelsea_rgb):
+    config = ColorizeConfig(size=32)
+    prepared = prepare_reference(lite, chelsea_rgb, config)
+    seen = []
+    original = lite.backbone.pyramid
+
+    def counting(l):
+        seen.append(int(l.shape[0]))
+        return original(l)
+
+    lite.backbone.pyramid = counting
+    try:
+        done = sum(1 for _ in colorize_iter(iter(_frames(200, chelsea_rgb)), prepared, lite,
+                                            config, chunk_size=16))
+    finally:
+        del lite.backbone.pyramid
+    assert done == 200
+    assert sum(seen) == 200 and max(seen) == 16
+
+
+def test_prepared_reference_must_fit_the_run(lite, chelsea_rgb):
+    prepared = prepare_reference(lite, chelsea_rgb, ColorizeConfig(size=64))
+    with pytest.raises(ValueError, match="prepared at size 64.*prepare_reference again"):
+        colorize(_frames(1, chelsea_rgb), prepared, lite, ColorizeConfig(size=96))
+
+
+def test_streaming_equals_one_call(lite, chelsea_rgb):
+    config = ColorizeConfig(size=64)
+    frames = _frames(5, chelsea_rgb)
+    whole = colorize(frames, chelsea_rgb, lite, config)
+    streamed = list(colorize_iter(frames, chelsea_rgb, lite, config, chunk_size=2))
+    assert [r.index for r in streamed] == list(range(5))
+    for a, b in zip(whole.images, streamed, strict=True):
+        torch.testing.assert_close(a, b.image, atol=2e-3, rtol=0)
+
+
+def test_wrong_argument_types_name_the_argument(lite, chelsea_rgb):
+    with pytest.raises(TypeError, match="models: expected deepexemplar_core.Models"):
+        colorize(chelsea_rgb, chelsea_rgb, "lite")
+    with pytest.raises(TypeError, match="config: expected ColorizeConfig"):
+        colorize(chelsea_rgb, chelsea_rgb, lite, {"size": 64})
+    with pytest.raises(TypeError, match="size: expected an int"):
+        ColorizeConfig(size="256")
+    with pytest.raises(ValueError, match="size: expected 0 .native. or 32..2048"):
+        ColorizeConfig(size=100000)
+
+
+def test_wheel_ships_the_extension_sources(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps",
+                          "--no-build-isolation", "-w", str(tmp_path), "-q"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    wheel, = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for source in ("ext.cpp", "patchmatch.h", "patchmatch_cpu.cpp", "patchmatch_cuda.cu"):
+        assert f"cuda_ext/csrc/{source}" in names
+    assert "cuda_ext/__init__.py" in names and "deepexemplar_core/matching/extension.py" in names
