@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from ._checks import check_shape
+from .files import atomic_write
 
 __all__ = ["Combo", "ComboFormatError", "read_combo", "read_flow", "write_combo", "write_flow"]
 
@@ -141,7 +141,7 @@ def write_flow(path: str | os.PathLike[str], nnf: torch.Tensor) -> None:
     ys, xs = _identity_grid(field.shape[0], field.shape[1])
     offsets = np.stack((field[..., 1] - xs, field[..., 0] - ys), axis=-1).reshape(-1, 2)
     lines = "\n".join(f"{dx} {dy}" for dx, dy in offsets.tolist())
-    _atomic_write(path, (lines + "\n").encode("ascii"))
+    atomic_write(path, lambda f: f.write((lines + "\n").encode("ascii")))
 
 
 def _check_size(name: str, size: tuple[int, int]) -> tuple[int, int]:
@@ -153,20 +153,6 @@ def _check_size(name: str, size: tuple[int, int]) -> tuple[int, int]:
     if height <= 0 or width <= 0:
         raise ValueError(f"{name}: expected positive (height, width), got {size!r}")
     return height, width
-
-
-def _atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and rename it into place."""
-    target = Path(path)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def _decode_png(blob: bytes, colour: bool, what: str) -> np.ndarray:
@@ -290,4 +276,4 @@ def write_combo(path: str | os.PathLike[str], combo: Combo) -> None:
     for image, what in images:
         blob = _encode_png(image, what)
         parts += [_INT32.pack(len(blob)), blob]
-    _atomic_write(path, b"".join(parts))
+    atomic_write(path, lambda f: f.write(b"".join(parts)))

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+
 from PIL import Image, UnidentifiedImageError
 
 from deepexemplar_core._checks import (
@@ -40,6 +40,7 @@ from deepexemplar_core._checks import (
     check_tensor,
 )
 from deepexemplar_core.color import rgb_to_l
+from deepexemplar_core.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -507,27 +508,6 @@ _ENCODERS: dict[str, Callable[[BinaryIO, np.ndarray, Mapping[str, str]], None]] 
 }
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Run ``write`` on a temporary file next to ``path``, then move it over ``path``.
-
-    On any failure the temporary file is removed and an existing ``path`` is left untouched.
-    The new file gets the mode of the file it replaces, else ``0o644``.
-    """
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
 def write_image(
     path: str | os.PathLike,
     rgb: torch.Tensor,
@@ -570,7 +550,7 @@ def write_image(
     planes = {"rgb": rgb} if alpha is None else {"rgb": rgb, "alpha": alpha}
     array = _quantize(planes, bit_depth)  # also checks values, before any file is created
     encoder = _ENCODERS[fmt]
-    _atomic_write(path, lambda f: encoder(f, array, metadata or {}))
+    atomic_write(path, lambda f: encoder(f, array, metadata or {}))
 
 
 def _decode_metadata(text: str | bytes, fallback_key: str) -> dict[str, str]:

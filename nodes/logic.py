@@ -22,8 +22,8 @@ from deepexemplar_core.backbones import load_backbone as core_load_backbone
 from deepexemplar_core.colorizers import load_colorizer
 from deepexemplar_core.models import Models, check_compatible
 from deepexemplar_core.pipeline import (
-    MAX_SIZE,
-    MIN_SIDE,
+    MAX_SIZE,  # noqa: F401 - widget bounds of the nodes
+    MIN_SIDE,  # noqa: F401 - widget bounds of the nodes
     ColorizeConfig,
     MatchResult,
     SimilarityResult,
