@@ -125,7 +125,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: CUDA was requested but is not available; use --device cpu")
     return device

@@ -422,7 +422,7 @@ def _tick(timings: dict[str, float], key: str, start: float, device: torch.devic
 
 
 def _check_models(models: object) -> Models:
-    if not isinstance(models, Models):
+    if not all(hasattr(models, a) for a in ("backbone", "colorizer", "device", "family")):
         raise TypeError(f"models: expected deepexemplar_core.Models (from load_models), got "
                         f"{type(models).__name__}")
     return models
@@ -431,7 +431,7 @@ def _check_models(models: object) -> Models:
 def _check_config(config: object) -> ColorizeConfig:
     if config is None:
         return ColorizeConfig()
-    if not isinstance(config, ColorizeConfig):
+    if not all(hasattr(config, a) for a in ("size", "upsample", "gamut", "strength", "match")):
         raise TypeError(f"config: expected ColorizeConfig, got {type(config).__name__}; "
                         "build one with ColorizeConfig(size=..., ...)")
     return config

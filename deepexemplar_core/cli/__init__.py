@@ -11,10 +11,12 @@ type in :func:`exit_code_for`, never by its text:
 0     every target was colorized
 2     bad command line (unknown option, missing argument)
 3     weights missing, corrupt or for another network
-4     at least one target or the reference could not be read or is invalid (the
-      other targets were still written)
+4     at least one target or the reference could not be read or is invalid, or the
+      output cannot be written (the other targets were still written)
 5     an unexpected error while processing
 130   interrupted (Ctrl-C); no partial output file is left behind
+143   terminated (SIGTERM, as schedulers and containers stop jobs); handled like
+      Ctrl-C: no partial file, the summary lists what was written
 ====  ==========================================================================
 """
 
@@ -23,15 +25,26 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, EXIT_INPUT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+EXIT_TERMINATED = 143
 
 #: Sub-command modules of this package, in the order ``--help`` lists them.
 COMMANDS = ("colorize", "convert", "ext")
 
 logger = logging.getLogger("deepexemplar")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C, so temporary files are removed on the way out."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def exit_code_for(error: BaseException) -> int:
@@ -43,6 +56,8 @@ def exit_code_for(error: BaseException) -> int:
     """
     from ..weights import WeightsError
 
+    if isinstance(error, Terminated):
+        return EXIT_TERMINATED
     if isinstance(error, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(error, WeightsError):
@@ -71,11 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.run(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        print("terminated" if isinstance(stop, Terminated) else "interrupted", file=sys.stderr)
+        return exit_code_for(stop)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ error or Ctrl-C never leaves a partial file.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -76,20 +77,60 @@ def collect_targets(paths: list[Path]) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
+#: Suffixes that name an image file (not a folder) when given to ``-o``.
+_IMAGE_LIKE = (*IMAGE_SUFFIXES, ".gif", ".heic", ".avif", ".jp2", ".exr")
+#: What the writer encodes (PNG and TIFF keep 16 bits and alpha).
+_WRITABLE = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
 def plan_outputs(targets: list[Path], output: Path) -> list[_Job]:
-    """Output path per target: ``output`` itself for one target with an image suffix, else
-    ``output/<stem>_colorized.png`` (PNG keeps 16 bits and alpha)."""
-    if len(targets) == 1 and output.suffix.lower() in IMAGE_SUFFIXES:
-        return [_Job(targets[0], output)]
-    names: dict[str, int] = {}
-    jobs = []
-    for target in targets:
-        stem = target.stem
-        count = names.get(stem, 0)
-        names[stem] = count + 1
-        suffix = f"_{count}" if count else ""
-        jobs.append(_Job(target, output / f"{stem}{suffix}_colorized.png"))
+    """Output path per target: ``output`` itself when it names an image file (one target), else
+    ``output/<stem>_colorized.png`` (PNG keeps 16 bits and alpha).
+
+    Raises:
+        ValueError: an image suffix the writer cannot encode, a file name for several targets, or
+            an output that is one of the inputs (the original is never overwritten).
+    """
+    suffix = output.suffix.lower()
+    if suffix in _IMAGE_LIKE and not output.is_dir():
+        if suffix not in _WRITABLE:
+            raise ValueError(f"-o {output}: cannot write {suffix} images; use .png, .tif or .jpg, "
+                             "or give a folder")
+        if len(targets) > 1:
+            raise ValueError(f"-o {output}: {len(targets)} targets need an output folder, not a "
+                             "file name")
+        jobs = [_Job(targets[0], output)]
+    else:
+        names: dict[str, int] = {}
+        jobs = []
+        for target in targets:
+            count = names.get(target.stem, 0)
+            names[target.stem] = count + 1
+            suffix = f"_{count}" if count else ""
+            jobs.append(_Job(target, output / f"{target.stem}{suffix}_colorized.png"))
+    for job in jobs:
+        if job.output.resolve() == job.source.resolve():
+            raise ValueError(f"-o {job.output}: is the input itself; choose another output so "
+                             "that the original is kept")
     return jobs
+
+
+def check_writable(jobs: list[_Job]) -> None:
+    """Create the output folders and check they accept files, before any work is done.
+
+    Raises:
+        OSError: a folder cannot be created or written (the message names it).
+    """
+    import tempfile
+
+    for folder in dict.fromkeys(job.output.parent for job in jobs):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            raise OSError(f"output folder {folder} is not writable ({err.strerror or err}); "
+                          "choose another -o") from err
 
 
 def _metadata(models, reference: Path, target: Path, config) -> dict[str, str]:
@@ -113,6 +154,7 @@ def _readable(jobs: list[_Job], loaded: dict[int, object]) -> Iterator:
     from ..image_io import ImageReadError, read_image
     from ..pipeline import check_image
 
+    positions = itertools.count()  # the core numbers the images it receives: 0, 1, 2 ...
     for number, job in enumerate(jobs):
         try:
             image = read_image(job.source)
@@ -123,31 +165,37 @@ def _readable(jobs: list[_Job], loaded: dict[int, object]) -> Iterator:
         except (ValueError, TypeError) as err:
             job.status, job.error = "invalid", str(err)
             continue
-        loaded[len(loaded)] = (number, image)
+        loaded[next(positions)] = (number, image)
         yield pixels
 
 
 def _colorize_all(jobs: list[_Job], prepared, ref_path: Path, models, config, args) -> None:
     """One streaming core call for all targets; each result is written as it finishes."""
-    from ..pipeline import colorize_iter
+    from ..pipeline import PROGRESS_UNITS, colorize_iter
 
     loaded: dict[int, tuple[int, object]] = {}
     bar = None
-    if len(jobs) > 1 and not args.quiet:
+    if not args.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(jobs), unit="image", file=sys.stderr)
+        bar = tqdm(total=len(jobs), unit="image", file=sys.stderr,
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total} images [{elapsed}<{remaining}]")
+
+    def progress(done: int, _total: int) -> None:
+        if bar is not None:  # per matching level: a single large image shows progress too
+            refused = sum(j.status in ("unreadable", "invalid") for j in jobs)
+            bar.n = min(len(jobs), refused + done / PROGRESS_UNITS)
+            bar.refresh()
+
     try:
         for done in colorize_iter(_readable(jobs, loaded), prepared, models, config,
-                                  chunk_size=max(1, args.batch_size),
+                                  chunk_size=max(1, args.batch_size), progress=progress,
                                   keep_intermediates=args.save_intermediates):
             number, image = loaded.pop(done.index)
-            job = jobs[number]
-            _write(job, image, done, models, ref_path, config, args.save_intermediates)
-            if bar is not None:
-                bar.update(1)
+            _write(jobs[number], image, done, models, ref_path, config, args.save_intermediates)
     finally:
         if bar is not None:
+            bar.n = sum(j.status != "pending" for j in jobs)
             bar.close()
 
 
@@ -170,6 +218,7 @@ def _write(job: _Job, image, done, models, ref_path: Path, config, intermediates
         job.status, job.error = "failed", f"cannot write {job.output}: {err}"
         return
     job.status, job.timings = "ok", {k: round(v, 4) for k, v in done.timings.items()}
+    job.timings["total"] = round(sum(done.timings.values()), 4)
 
 
 def run_colorize(args: argparse.Namespace) -> int:
@@ -202,9 +251,17 @@ def run_colorize(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as err:
         print(f"error: {args.reference}: {err}", file=sys.stderr)
         return EXIT_INPUT
-    jobs = plan_outputs(targets, args.output)
+    try:
+        jobs = plan_outputs(targets, args.output)
+        check_writable(jobs)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
     try:
         _colorize_all(jobs, prepared, args.reference, models, config, args)
+    except KeyboardInterrupt:
+        _report(jobs, models, args.json)
+        raise
     except Exception as err:  # noqa: BLE001 - the CLI reports any failure with an exit code
         logger.debug("processing failed", exc_info=True)
         print(f"error: processing failed: {type(err).__name__}: {err}", file=sys.stderr)
@@ -214,6 +271,10 @@ def run_colorize(args: argparse.Namespace) -> int:
 
 
 def _report(jobs: list[_Job], models, as_json: bool) -> int:
+    """Print what was written, what failed and what was never reached; return the exit code."""
+    for job in jobs:
+        if job.status == "pending":
+            job.status, job.error = "skipped", "not reached (the run stopped before it)"
     failed = [job for job in jobs if job.status != "ok"]
     for job in failed:
         print(f"error: {job.source}: {job.error}", file=sys.stderr)
@@ -222,6 +283,9 @@ def _report(jobs: list[_Job], models, as_json: bool) -> int:
             "family": models.family,
             "colorizer": models.colorizer.name,
             "provenance": models.provenance,
+            "written": [str(j.output) for j in jobs if j.status == "ok"],
+            "failed": [str(j.source) for j in jobs if j.status not in ("ok", "skipped")],
+            "skipped": [str(j.source) for j in jobs if j.status == "skipped"],
             "results": [
                 {"target": str(j.source), "output": str(j.output) if j.status == "ok" else None,
                  "status": j.status, "error": j.error, "timings": j.timings}
@@ -232,7 +296,10 @@ def _report(jobs: list[_Job], models, as_json: bool) -> int:
     else:
         for job in jobs:
             if job.status == "ok":
-                print(f"{job.source} -> {job.output} ({job.timings.get('total', 0):.2f} s)")
+                print(f"{job.source} -> {job.output} ({job.timings['total']:.2f} s)")
+        print(f"{sum(j.status == 'ok' for j in jobs)} written, "
+              f"{sum(j.status not in ('ok', 'skipped') for j in jobs)} failed, "
+              f"{sum(j.status == 'skipped' for j in jobs)} skipped", file=sys.stderr)
     return EXIT_INPUT if failed else EXIT_OK
 
 

@@ -39,11 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     """Run the conversion described by ``args``; print what was written. Returns an exit code."""
+    from . import EXIT_OK, exit_code_for
+
     try:
         path = convert_file(args.src, args.output, kind=args.kind)
     except (ConversionError, CaffeModelError, OSError, ValueError) as e:
         print(f"deepexemplar convert: error: {e}", file=sys.stderr)
-        return 1
+        return exit_code_for(e)
     manifest = read_manifest(path)
     print(
         f"wrote {path} ({manifest['network']}, {len(manifest['tensors'])} tensors, "
@@ -52,4 +54,4 @@ def run_convert(args: argparse.Namespace) -> int:
     print(f"wrote {manifest_path(path)}")
     for note in manifest["notes"]:
         print(f"note: {note}")
-    return 0
+    return EXIT_OK

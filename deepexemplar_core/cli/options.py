@@ -43,7 +43,12 @@ def load_models_from_args(args: argparse.Namespace):
     from ..models import load_models
     from ..weights import weights_filename
 
+    from ..weights import WeightsNotFoundError
+
     backbone, colornet, folders = args.backbone_weights, args.colornet_weights, ()
+    if args.weights is not None and not args.weights.is_dir():
+        raise WeightsNotFoundError(f"--weights {args.weights}: no such folder; give the folder "
+                                   "that holds the converted .safetensors files")
     if args.weights is not None:  # the folder given on the command line wins over the environment
         folders = (args.weights,)
         if backbone is None and (args.weights / weights_filename("gray_vgg")).is_file():

@@ -47,7 +47,9 @@ def diagnose() -> dict[str, str]:
     }
     try:
         plan = extension.plan()
-        info["build cache"] = f"{plan.library} ({'present' if plan.library.is_file() else 'not built'})"
+        state = "not built" if not plan.library.is_file() else (extension.damage(plan.library)
+                                                               or "present")
+        info["build cache"] = f"{plan.library} ({state})"
     except OSError as e:
         info["build cache"] = f"unavailable: sources missing ({e})"
     for device in ("cpu", "cuda"):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..files import cache_root
+from ..files import cache_root, sha256_file, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,28 @@ def plan() -> BuildPlan:
     )
 
 
+def _checksum_path(library: Path) -> Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def damage(library: Path) -> str | None:
+    """Why a cached library must not be opened (truncated or altered since the build), or None.
+
+    Opening a truncated shared library can kill the process (SIGBUS), so its sha256 is checked
+    against the one recorded right after the build before it is ever opened.
+    """
+    recorded = _checksum_path(library)
+    if not recorded.is_file():
+        return f"{library} has no recorded checksum (built by an older version)"
+    if sha256_file(library) != recorded.read_text(encoding="ascii").strip():
+        return f"{library} is damaged (truncated or altered since it was built)"
+    return None
+
+
 def _open(library: Path) -> None:
+    problem = damage(library)
+    if problem:
+        raise OSError(f"{problem}; rebuild it with `deepexemplar build-ext --force`")
     torch.ops.load_library(str(library))
 
 
@@ -150,6 +171,7 @@ def _compile(p: BuildPlan, verbose: bool) -> Path:
         is_python_module=False,
         verbose=verbose,
     )
+    write_text_atomic(_checksum_path(p.library), sha256_file(p.library) + "\n")
     return p.library
 
 
@@ -201,7 +223,7 @@ def build(force: bool = False, verbose: bool = False) -> BuildPlan:
         if loaded is not None:
             raise RuntimeError("build-ext: an extension is already loaded in this process; "
                                "rebuild from a fresh process (`deepexemplar build-ext --force`)")
-        if force and p.library.is_file():
+        if p.library.is_file() and (force or damage(p.library)):
             p.library.unlink()
         if not p.library.is_file():
             logger.info("compiling the deepexemplar extension into %s (%s)", p.directory, p.reason)

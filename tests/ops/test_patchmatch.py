@@ -516,7 +516,7 @@ def test_no_jit_build_never_compiles(tmp_path):
         import torch
         from deepexemplar_core.matching import extension as _build, active_backend
         name, reason = active_backend("cpu")
-        print(name, "|", reason, "|", list(_build.cache_root().glob("*")))
+        print(name, "|", reason, "|", list(_build.build_root().glob("*")))
     """
     env = {"DEEPEXEMPLAR_EXT_DIR": str(tmp_path / "cache"), "DEEPEXEMPLAR_EXT_JIT": "0"}
     proc = _run_python(code, env)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import WeightsFormatError
+
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 NET_LAYER, NET_LAYERS_V1 = 100, 2
 LAYER_NAME, LAYER_BLOBS = 1, 7
@@ -29,7 +31,7 @@ BLOB_DATA, BLOB_SHAPE, BLOB_DOUBLE = 5, 7, 8
 SHAPE_DIM = 1
 
 
-class CaffeModelError(ValueError):
+class CaffeModelError(WeightsFormatError):
     """The file is not a readable caffemodel (truncated, corrupt or another format)."""
 
 

@@ -29,7 +29,7 @@ from ...colorizers.colornet import ExampleColorNet
 from ...files import atomic_path, sha256_file
 from ..manifest import write_manifest
 from ..resolve import default_weights_dir, weights_filename
-from .caffemodel import read_caffemodel
+from .caffemodel import CaffeModelError, read_caffemodel
 from .torch_files import ConversionError, read_legacy_torch
 
 logger = logging.getLogger(__name__)
@@ -196,7 +196,10 @@ def convert_gray_vgg_caffemodel(
         ConversionError: a missing or unexpected layer, wrong blob count or shape.
         CaffeModelError: the file cannot be decoded.
     """
-    layers = read_caffemodel(src)
+    try:
+        layers = read_caffemodel(src)
+    except CaffeModelError as err:
+        raise CaffeModelError(f"{src}: not a readable caffemodel: {err}") from err
     with_fc = "fc6" in layers
     expected = expected_shapes(lambda: GrayVGG19BN(with_classifier=with_fc))
     mean, var = _caffe_bn(_layer(layers, "data/bn", 3, src), f"{src}: data/bn")
@@ -309,6 +312,15 @@ def _looks_like_torch(path: Path) -> bool:
     return path.suffix in (".pth", ".pt", ".pkl") or head[:1] == b"\x80" or head == b"PK"
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """A ``.safetensors`` name, or a little-endian header length followed by JSON."""
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 28
+
+
 def convert_file(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str] | None = None,
@@ -330,6 +342,12 @@ def convert_file(
     path = Path(src)
     if not path.is_file():
         raise FileNotFoundError(f"src: {path} does not exist or is not a file")
+    if _looks_like_safetensors(path):
+        raise ConversionError(
+            f"{path}: is a safetensors file, which needs no conversion; pass it directly "
+            "(--backbone-weights / --colornet-weights or $DEEPEXEMPLAR_WEIGHTS), or re-create it "
+            "from the authors' file if it is damaged"
+        )
     if kind == "gray-vgg" or (kind == "auto" and not _looks_like_torch(path)):
         return convert_gray_vgg_caffemodel(path, dst)
     state = read_legacy_torch(path)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from collections.abc import Mapping
 
 import torch
 
+from ..errors import WeightsFormatError
 
-class ConversionError(ValueError):
+
+class ConversionError(WeightsFormatError):
     """A source file cannot be converted (unreadable, or keys/shapes of another network)."""
 
 
@@ -32,10 +35,16 @@ def read_legacy_torch(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+    except pickle.UnpicklingError as e:
         raise ConversionError(
-            f"{path}: cannot be read as a PyTorch state_dict with weights_only=True "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            f"{path}: holds Python objects besides tensors (a full pickle), which are never "
+            "loaded here because unpickling can run code; load it once in the environment that "
+            "made it, save `model.state_dict()` with torch.save, and convert that file"
+        ) from e
+    except (RuntimeError, EOFError, ValueError) as e:
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines()[0] if str(e) else ""
+        raise ConversionError(
+            f"{path}: cannot be read as a PyTorch state_dict ({type(e).__name__}: {first}); "
             "is it truncated or not a .pth weights file?"
         ) from e
     if not isinstance(obj, Mapping):
