@@ -29,9 +29,9 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-
 from PIL import Image, UnidentifiedImageError
 
+from deepexemplar_core import _png, _tiff
 from deepexemplar_core._checks import (
     check_finite,
     check_floating,
@@ -46,12 +46,9 @@ logger = logging.getLogger(__name__)
 
 _BLOCK_PIXELS = 1 << 22  # rows per block of row-wise conversions: about 4 M pixels
 _ORIENTATION_TAG = 0x0112
-_TIFF_DESCRIPTION_TAG = 270
 _METADATA_PREFIX = "deepexemplar-metadata:"  # JPEG comment / TIFF description payload marker
 _WRITE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff"}
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PILLOW_CONVERSIONS = {"1": "L", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB"}
-_ZLIB_LEVEL = 3  # PNG/TIFF Deflate level: within 15 % of level 6 in size, about 3x faster
 
 
 class ImageReadError(ValueError):
@@ -392,109 +389,6 @@ def _quantize(planes: dict[str, torch.Tensor], bit_depth: int) -> np.ndarray:
     return out
 
 
-def _png_chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
-    f.write(struct.pack(">I", len(data)) + kind + data)
-    f.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF))
-
-
-def _png_text(key: str, value: str) -> tuple[bytes, bytes]:
-    """A tEXt chunk when ``value`` is Latin-1, else an uncompressed UTF-8 iTXt chunk."""
-    keyword = key.encode("latin-1")
-    try:
-        return b"tEXt", keyword + b"\0" + value.encode("latin-1")
-    except UnicodeEncodeError:
-        return b"iTXt", keyword + b"\0\0\0\0\0" + value.encode("utf-8")
-
-
-def _write_png(f: BinaryIO, array: np.ndarray, metadata: Mapping[str, str]) -> None:
-    """PNG encoder: any of gray/gray+alpha/RGB/RGBA, 8 or 16 bit, "Up" filter, text chunks."""
-    height, width, channels = array.shape
-    depth = array.dtype.itemsize * 8
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    f.write(_PNG_SIGNATURE)
-    _png_chunk(f, b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0))
-    for key, value in metadata.items():
-        _png_chunk(f, *_png_text(key, value))
-    compressor = zlib.compressobj(_ZLIB_LEVEL)
-    previous = np.zeros(width * channels * array.dtype.itemsize, dtype=np.uint8)
-    for start, stop in _row_blocks(height, width):
-        rows = np.ascontiguousarray(array[start:stop], dtype=array.dtype.newbyteorder(">"))
-        rows = rows.view(np.uint8).reshape(stop - start, -1)
-        filtered = np.empty((stop - start, rows.shape[1] + 1), dtype=np.uint8)
-        filtered[:, 0] = 2  # "Up": each byte minus the byte above (mod 256)
-        filtered[0, 1:] = rows[0] - previous
-        filtered[1:, 1:] = rows[1:] - rows[:-1]
-        previous = rows[-1].copy()
-        _png_chunk(f, b"IDAT", compressor.compress(filtered.tobytes()))
-    _png_chunk(f, b"IDAT", compressor.flush())
-    _png_chunk(f, b"IEND", b"")
-
-
-def _tiff_entry(tag: int, kind: int, values: tuple, extra: bytearray, base: int) -> bytes:
-    """One little-endian IFD entry; values that do not fit 4 bytes go to ``extra``."""
-    codes = {2: "B", 3: "H", 4: "I", 5: "I"}  # ASCII, SHORT, LONG, RATIONAL (2 LONGs)
-    code = codes[kind]
-    count = len(values) // 2 if kind == 5 else len(values)
-    payload = struct.pack(f"<{len(values)}{code}", *values)
-    if len(payload) <= 4:
-        return struct.pack("<HHI", tag, kind, count) + payload.ljust(4, b"\0")
-    offset = base + len(extra)
-    extra += payload + (b"\0" if len(payload) % 2 else b"")
-    return struct.pack("<HHII", tag, kind, count, offset)
-
-
-def _write_tiff(f: BinaryIO, array: np.ndarray, metadata: Mapping[str, str]) -> None:
-    """Baseline little-endian TIFF, Deflate-compressed strips, ImageDescription = metadata.
-
-    16-bit gray+alpha is stored as RGBA (gray repeated): neither Pillow nor OpenCV reads
-    16-bit two-sample TIFFs.
-    """
-    if array.shape[2] == 2 and array.dtype == np.uint16:
-        array = array[..., [0, 0, 0, 1]]
-    height, width, channels = array.shape
-    bits = array.dtype.itemsize * 8
-    rows_per_strip = max(1, (1 << 20) // (width * channels * array.dtype.itemsize))
-    f.write(b"II*\0\0\0\0\0")  # IFD offset patched below
-    offsets, counts = [], []
-    for start in range(0, height, rows_per_strip):
-        strip = np.ascontiguousarray(
-            array[start : start + rows_per_strip], dtype=array.dtype.newbyteorder("<")
-        )
-        data = zlib.compress(strip.tobytes(), _ZLIB_LEVEL)
-        offsets.append(f.tell())
-        counts.append(len(data))
-        f.write(data + (b"\0" if len(data) % 2 else b""))
-    ifd_offset = f.tell()
-    entries = [
-        (256, 4, (width,)),
-        (257, 4, (height,)),
-        (258, 3, (bits,) * channels),
-        (259, 3, (8,)),
-        (262, 3, (1 if channels <= 2 else 2,)),
-    ]
-    if metadata:
-        entries.append((_TIFF_DESCRIPTION_TAG, 2, tuple(_encode_metadata(metadata) + b"\0")))
-    entries += [
-        (273, 4, tuple(offsets)),
-        (277, 3, (channels,)),
-        (278, 4, (rows_per_strip,)),
-        (279, 4, tuple(counts)),
-        (282, 5, (72, 1)),
-        (283, 5, (72, 1)),
-        (284, 3, (1,)),
-        (296, 3, (2,)),
-    ]
-    if channels in (2, 4):
-        entries.append((338, 3, (2,)))  # unassociated alpha
-    entries.append((339, 3, (1,) * channels))
-    extra = bytearray()
-    base = ifd_offset + 2 + 12 * len(entries) + 4
-    table = b"".join(_tiff_entry(tag, kind, values, extra, base) for tag, kind, values in entries)
-    f.write(struct.pack("<H", len(entries)) + table + b"\0\0\0\0" + bytes(extra))
-    f.seek(4)
-    f.write(struct.pack("<I", ifd_offset))
-
-
 def _write_jpeg(f: BinaryIO, array: np.ndarray, metadata: Mapping[str, str]) -> None:
     image = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
     options = {"comment": _encode_metadata(metadata)} if metadata else {}
@@ -502,8 +396,9 @@ def _write_jpeg(f: BinaryIO, array: np.ndarray, metadata: Mapping[str, str]) -> 
 
 
 _ENCODERS: dict[str, Callable[[BinaryIO, np.ndarray, Mapping[str, str]], None]] = {
-    "png": _write_png,
-    "tiff": _write_tiff,
+    "png": _png.write_png,
+    "tiff": lambda f, array, metadata: _tiff.write_tiff(
+        f, array, _encode_metadata(metadata) if metadata else b""),
     "jpeg": _write_jpeg,
 }
 
@@ -565,35 +460,6 @@ def _decode_metadata(text: str | bytes, fallback_key: str) -> dict[str, str]:
     return {fallback_key: text} if text else {}
 
 
-def _png_text_chunks(path: Path) -> dict[str, str]:
-    """All tEXt/zTXt/iTXt chunks of a PNG, found by walking the chunk list (no decoding)."""
-    texts: dict[str, str] = {}
-    with open(path, "rb") as f:
-        f.seek(len(_PNG_SIGNATURE))
-        while header := f.read(8):
-            if len(header) < 8:
-                raise ValueError("truncated chunk header")
-            length, kind = struct.unpack(">I", header[:4])[0], header[4:]
-            if kind not in (b"tEXt", b"zTXt", b"iTXt"):
-                f.seek(length + 4, os.SEEK_CUR)  # data and CRC
-                if kind == b"IEND":
-                    break
-                continue
-            key, _, rest = f.read(length).partition(b"\0")
-            f.seek(4, os.SEEK_CUR)
-            texts[key.decode("latin-1")] = _png_text_value(kind, rest)
-    return texts
-
-
-def _png_text_value(kind: bytes, rest: bytes) -> str:
-    if kind == b"tEXt":
-        return rest.decode("latin-1")
-    if kind == b"zTXt":  # compression method byte, then zlib data
-        return zlib.decompress(rest[1:]).decode("latin-1")
-    compressed, text = rest[0], rest[2:].split(b"\0", 2)[2]  # skip language, translated key
-    return (zlib.decompress(text) if compressed else text).decode("utf-8")
-
-
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """Read the text metadata of an image file, as written by :func:`write_image`.
 
@@ -615,10 +481,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     try:
         with Image.open(path) as image:
             if image.format == "PNG":
-                return _png_text_chunks(path)
+                return _png.read_text_chunks(path)
             if image.format == "TIFF":
                 return _decode_metadata(
-                    image.tag_v2.get(_TIFF_DESCRIPTION_TAG, ""), "ImageDescription"
+                    image.tag_v2.get(_tiff.DESCRIPTION_TAG, ""), "ImageDescription"
                 )
             if image.format == "JPEG":
                 return _decode_metadata(image.info.get("comment", b""), "comment")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check of cuda_ext in one device-tool call (step time limits add up to 560 s; run it
+# The GPU check of cuda_ext and the pipeline in one device-tool call (step time limits add up to
+# 580 s; run it
 # with the device tool's timeout_s=600):
 #   1. build the extension with CUDA (TORCH_CUDA_ARCH_LIST, default 9.0),
 #   2. tests/ops (CPU + CUDA parity tests),
@@ -8,6 +9,9 @@
 #   4. compute-sanitizer memcheck on a small case (if compute-sanitizer is installed),
 #   5. benchmarks/bm_matching.py on CUDA (256, 512, 1080p@540, 1080p; both kernel variants) and
 #      the PyTorch reference on CUDA at 256 for the speed-up,
+#   6. benchmarks/bm_pipeline.py: the whole pipeline, a 256 px pair end to end and 1080p frames
+#      at working size 540 with a prepared reference, float32 and float16 (with the ab
+#      difference), frames/s and peak GPU memory, lite and paper,
 # then prints a short summary table. Full logs and JSON go to $OUT (or a temp dir).
 # Usage (device tool): bash scripts/gpu_check.sh
 set -uo pipefail
@@ -36,24 +40,26 @@ run_step() {  # run_step NAME TIMEOUT_S CMD...
 
 run_step build 180 "$PY" -c "from deepexemplar_core.matching import extension; print(extension.build(verbose=True))" \
   || { tail -n 40 "$LOG"; exit 1; }
-run_step tests 80 "$PY" -m pytest tests/ops -q -p no:cacheprovider
-run_step parity 80 "$PY" scripts/gpu_parity.py --json "$OUT/parity.json"
+run_step tests 60 "$PY" -m pytest tests/ops -q -p no:cacheprovider
+run_step parity 70 "$PY" scripts/gpu_parity.py --json "$OUT/parity.json"
 if command -v compute-sanitizer >/dev/null; then
-  run_step sanitizer 70 compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" scripts/gpu_parity.py --small
+  run_step sanitizer 50 compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" scripts/gpu_parity.py --small
 else
   STATUS[sanitizer]="skipped (no compute-sanitizer)"
 fi
-run_step bench_torch 50 "$PY" benchmarks/bm_matching.py --device cuda --backends torch --repeat 2 \
+run_step bench_torch 40 "$PY" benchmarks/bm_matching.py --device cuda --backends torch --repeat 2 \
   --sizes 256 --no-ops --json "$OUT/bm_torch.json"
-run_step bench 100 "$PY" benchmarks/bm_matching.py --device cuda --backends cuda --repeat 10 \
+run_step bench 90 "$PY" benchmarks/bm_matching.py --device cuda --backends cuda --repeat 10 \
   --sizes 256,512,1080p@540,1080p --json "$OUT/bm_cuda.json"
+run_step pipeline 90 "$PY" benchmarks/bm_pipeline.py --device cuda --half --frames 60
 
 echo
 echo "---- summary ($(date -u +%FT%TZ)) ----"
-for s in build tests parity sanitizer bench_torch bench; do printf '%-10s %s\n' "$s" "${STATUS[$s]:-not run}"; done
+for s in build tests parity sanitizer bench_torch bench pipeline; do printf '%-10s %s\n' "$s" "${STATUS[$s]:-not run}"; done
 grep -E "[0-9]+ (passed|failed)" "$LOG" | tail -n 2
 echo "parity lines ok: $(grep -cE '^ok ' "$LOG"), BAD: $(grep -cE '^BAD' "$LOG")"
 grep -E "^BAD" "$LOG" | head -n 10
 grep -E "parity:|ERROR SUMMARY" "$LOG"
 grep -E "^ +(256|512|1080p@540|1080p) +(torch|cuda):|relu2_1 ops" "$LOG"
+grep -E "^\| (lite|paper) \|" "$LOG"
 echo "full log: $LOG"
