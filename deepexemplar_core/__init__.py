@@ -32,6 +32,7 @@ _EXPORTS = {
     "ColorizerInputs": "structures",
     "Correspondence": "structures",
     "DenseMatch": "matching",
+    "DenseMatcher": "matching",
     "ExampleColorNet": "colorizers",
     "FeaturePyramid": "structures",
     "GrayVGG19BN": "backbones",

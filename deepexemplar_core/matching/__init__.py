@@ -6,7 +6,7 @@ searches (the compiled kernels of ``cuda_ext`` when built, else the PyTorch refe
 """
 
 from .config import LevelConfig, MatchConfig
-from .dense import DenseMatch, dense_match
+from .dense import DenseMatch, DenseMatcher, dense_match
 from .exact import exact_nn, exact_nn_bidirectional
 from .ops import BACKENDS, ExtensionNotAvailableError, active_backend, patchmatch, window_search
 from .patchmatch_reference import patchmatch_reference
@@ -18,6 +18,7 @@ from .window_reference import window_search_reference
 __all__ = [
     "BACKENDS",
     "DenseMatch",
+    "DenseMatcher",
     "ExtensionNotAvailableError",
     "LevelConfig",
     "MatchConfig",

@@ -180,13 +180,13 @@ def dense_match(
     )
 
 
-class DenseMatch(nn.Module):
+class DenseMatcher(nn.Module):
     """Module wrapper of :func:`dense_match` holding a :class:`MatchConfig`.
 
     Example:
         >>> feats = tuple(torch.rand(1, 4, 32 // s, 32 // s) for s in (2, 4, 8))
         >>> pyr = FeaturePyramid(feats, (2, 4, 8), ("a", "b", "c"), (32, 32))
-        >>> DenseMatch()(pyr, pyr).nnf_rt.shape
+        >>> DenseMatcher()(pyr, pyr).nnf_rt.shape
         torch.Size([1, 32, 32, 2])
     """
 
@@ -202,3 +202,8 @@ class DenseMatch(nn.Module):
     ) -> Correspondence:
         """Run :func:`dense_match` with this module's config."""
         return dense_match(target, reference, self.config, progress=progress)
+
+
+#: The name of :class:`DenseMatcher` before 0.2 (kept for users' imports; the ComfyUI node
+#: ``DenseMatch`` is a different thing).
+DenseMatch = DenseMatcher

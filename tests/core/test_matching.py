@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from deepexemplar_core.matching import (
-    DenseMatch,
+    DenseMatcher,
     LevelConfig,
     MatchConfig,
     counter_hash,
@@ -519,7 +519,7 @@ def test_dense_match_outputs_module_and_progress(big_gray):
     assert set(corr.timings) == {*corr.level_names, "upsample", "refine", "total"}
     assert corr.backend == "torch"
     assert corr.nnf_tr.dtype == torch.int64 and corr.nnf_tr.shape == (1, 96, 80, 2)
-    module = DenseMatch(TORCH)(pyr, pyr)
+    module = DenseMatcher(TORCH)(pyr, pyr)
     assert torch.equal(module.nnf_tr, corr.nnf_tr) and torch.equal(module.nnf_rt, corr.nnf_rt)
     assert module.level_fields == ()
 

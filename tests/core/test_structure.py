@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import zipfile
@@ -152,3 +153,22 @@ def test_wheel_ships_the_extension_sources(tmp_path):
     for source in ("ext.cpp", "patchmatch.h", "patchmatch_cpu.cpp", "patchmatch_cuda.cu"):
         assert f"cuda_ext/csrc/{source}" in names
     assert "cuda_ext/__init__.py" in names and "deepexemplar_core/matching/extension.py" in names
+
+
+@pytest.mark.slow
+def test_non_editable_install_builds_and_loads_the_cpu_extension(tmp_path):
+    """``pip install .`` (not editable) ships the sources; ``deepexemplar build-ext`` builds them."""
+    site = tmp_path / "site"
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps",
+                          "--no-build-isolation", "--target", str(site), str(REPO), "-q"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    code = ("import deepexemplar_core, cuda_ext; from deepexemplar_core.cli import main; "
+            "print(deepexemplar_core.__file__, cuda_ext.SOURCE_DIR); raise SystemExit(main(['build-ext']))")
+    env = {**os.environ, "PYTHONPATH": str(site), "DEEPEXEMPLAR_EXT_DIR": str(tmp_path / "ext"),
+           "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert str(site) in run.stdout.splitlines()[0]  # the installed copy, not the checkout
+    assert "built" in run.stdout and list((tmp_path / "ext").rglob("*.so"))
