@@ -30,6 +30,7 @@ from deepexemplar_core.pipeline import (
     load_models,
     match_images,
 )
+from deepexemplar_core.weights import WeightsNotFoundError, configured_repo_id, weights_filename
 
 #: Name of the weights folder registered with ComfyUI's ``folder_paths`` (``models/deepexemplar``).
 WEIGHTS_FOLDER = "deepexemplar"
@@ -288,6 +289,73 @@ def file_fingerprint(path: str | None) -> tuple[str, int, int] | str:
     return (path, stat.st_size, stat.st_mtime_ns)
 
 
+# --- missing weights: what the loaders tell the user (issue 9, item 13) ---------------------
+
+#: The authors' original file for each paper network (what ``deepexemplar convert`` reads).
+AUTHORS_FILES = {"gray_vgg": "vgg19_bn_gray_ft_iter_150000.caffemodel",
+                 "colornet": "example_net.pth"}
+#: Tooltip of the loaders' ``allow_download`` switch (says what it really does).
+ALLOW_DOWNLOAD_TOOLTIP = (
+    "Off (default): never touch the network. On: a 'paper:' entry whose file is not found "
+    "locally is downloaded from the Hugging Face repository named by $DEEPEXEMPLAR_HF_REPO "
+    "(or repo_id in ~/.config/deepexemplar/config.json). No repository is set by default and "
+    "no converted weights are published, so without one this switch changes nothing: convert "
+    "the authors' files with 'deepexemplar convert' into models/deepexemplar/ instead.")
+
+
+def _node_phrasing(err: Exception) -> str:
+    """The core's not-found message without its command-line advice (the node gives its own)."""
+    lines, skipping = [], False
+    for line in str(err).splitlines():
+        if line.startswith("Provide the file with one of:"):
+            skipping = True
+            continue
+        if skipping and line.startswith("  - "):
+            continue
+        skipping = False
+        lines.append(line.replace("pass allow_download=True", "turn allow_download on"))
+    return "\n".join(lines)
+
+
+def missing_weights_fix(name: str, allow_download: bool, search_dirs: Sequence[str],
+                        builtin: str) -> str:
+    """The fix for missing paper weights, phrased for the loader nodes.
+
+    Names the exact ``deepexemplar convert`` command into the first ``models/deepexemplar``
+    folder and, for downloads, the setting that names the repository
+    (``$DEEPEXEMPLAR_HF_REPO`` or ``repo_id`` in the config file) and the ``allow_download``
+    switch, depending on what is already set.
+
+    Args:
+        name: ``"gray_vgg"`` or ``"colornet"``.
+        allow_download: the node's switch.
+        search_dirs: the ``models/deepexemplar`` folders ComfyUI knows (the first one is named).
+        builtin: the built-in entry that needs no file.
+
+    >>> "deepexemplar convert /path/to/example_net.pth" in missing_weights_fix(
+    ...     "colornet", False, [], "none")
+    True
+    """
+    filename = weights_filename(name)
+    folder = search_dirs[0] if search_dirs else f"ComfyUI/models/{WEIGHTS_FOLDER}"
+    convert = (f"put {filename} into models/{WEIGHTS_FOLDER}/ ({folder}): "
+               f"convert the authors' {AUTHORS_FILES[name]} once with `deepexemplar convert "
+               f"/path/to/{AUTHORS_FILES[name]} -o {folder}` (without the "
+               "command, run `python -m deepexemplar_core convert ...` in the pack's folder "
+               "with ComfyUI's Python; see docs/weights.md), then press R to refresh")
+    repo = configured_repo_id()
+    if not repo:
+        download = ("or, to download instead, set $DEEPEXEMPLAR_HF_REPO (or \"repo_id\" in "
+                    f"~/.config/deepexemplar/config.json) to a Hugging Face repository holding "
+                    f"{filename}, restart ComfyUI and turn allow_download on")
+    elif not allow_download:
+        download = f"or turn allow_download on to download {filename} from {repo}"
+    else:
+        download = (f"or check that the Hugging Face repository {repo} (set by "
+                    "$DEEPEXEMPLAR_HF_REPO or the config file) holds it and is reachable")
+    return f"{convert}; {download}; or pick '{builtin}' (no file needed)."
+
+
 def load_backbone(choice: str, path: str | None, *, allow_download: bool,
                   search_dirs: Sequence[str]) -> BackboneHandle:
     """Load the backbone the user picked in ``LoadGrayVGG`` (on the CPU).
@@ -309,11 +377,15 @@ def load_backbone(choice: str, path: str | None, *, allow_download: bool,
             models = load_models("paper", colorizer="propagation", backbone_path=path,
                                  device="cpu", allow_download=allow_download,
                                  search_dirs=tuple(search_dirs))
+    except WeightsNotFoundError as err:
+        raise NodeInputError(node, f"cannot load '{choice}': {_node_phrasing(err)}",
+                             missing_weights_fix("gray_vgg", allow_download, search_dirs,
+                                                 BUILTIN_LITE)) from err
     except (ValueError, TypeError, OSError, KeyError, RuntimeError) as err:
         raise NodeInputError(node, f"cannot load '{choice}': {err}",
                              f"put the converted gray VGG19-BN .safetensors into "
-                             f"models/{WEIGHTS_FOLDER}/ (see docs/comfyui.md), enable "
-                             f"allow_download, or pick '{BUILTIN_LITE}'.") from err
+                             f"models/{WEIGHTS_FOLDER}/ (see docs/comfyui.md) or pick "
+                             f"'{BUILTIN_LITE}'.") from err
     provenance = {k: v for k, v in models.provenance.items() if not k.startswith("colorizer")}
     return BackboneHandle(models.family, models.backbone, provenance, choice)
 
@@ -338,11 +410,15 @@ def load_colornet(choice: str, path: str | None, *, allow_download: bool,
         else:
             models = load_models("lite", colorizer="paper", colornet_path=path, device="cpu",
                                  allow_download=allow_download, search_dirs=tuple(search_dirs))
+    except WeightsNotFoundError as err:
+        raise NodeInputError(node, f"cannot load '{choice}': {_node_phrasing(err)}",
+                             missing_weights_fix("colornet", allow_download, search_dirs,
+                                                 NO_COLORNET)) from err
     except (ValueError, TypeError, OSError, KeyError, RuntimeError) as err:
         raise NodeInputError(node, f"cannot load '{choice}': {err}",
                              f"put the converted ExampleColorNet .safetensors into "
-                             f"models/{WEIGHTS_FOLDER}/ (see docs/comfyui.md), enable "
-                             f"allow_download, or pick '{NO_COLORNET}'.") from err
+                             f"models/{WEIGHTS_FOLDER}/ (see docs/comfyui.md) or pick "
+                             f"'{NO_COLORNET}'.") from err
     needs = None if choice == NO_COLORNET else "paper"
     provenance = {k: v for k, v in models.provenance.items()
                   if k.startswith("colornet") or k == "deepexemplar_version"}
