@@ -34,6 +34,7 @@ from deepexemplar_core.pipeline import (
     move_to,
     prepare_reference,
 )
+from deepexemplar_core.weights import WeightsNotFoundError, configured_repo_id, weights_filename
 
 #: Name of the weights folder registered with ComfyUI's ``folder_paths`` (``models/deepexemplar``).
 WEIGHTS_FOLDER = "deepexemplar"
@@ -229,12 +230,84 @@ def file_fingerprint(path: str | None) -> tuple[str, int, int] | str:
     return (path, stat.st_size, stat.st_mtime_ns)
 
 
-def _load(node: str, choice: str, fix: str, load: Callable[[], Any]) -> Any:
-    """Run a core loader; its errors become a :class:`NodeInputError` naming ``fix``."""
+# --- missing weights: what the loaders tell the user (issue 9, item 13) ---------------------
+
+#: The authors' original file for each paper network (what ``deepexemplar convert`` reads).
+AUTHORS_FILES = {"gray_vgg": "vgg19_bn_gray_ft_iter_150000.caffemodel",
+                 "colornet": "example_net.pth"}
+#: Tooltip of the loaders' ``allow_download`` switch (says what it really does).
+ALLOW_DOWNLOAD_TOOLTIP = (
+    "Off (default): never touch the network. On: a 'paper:' entry whose file is not found "
+    "locally is downloaded from the Hugging Face repository named by $DEEPEXEMPLAR_HF_REPO "
+    "(or repo_id in ~/.config/deepexemplar/config.json). No repository is set by default and "
+    "no converted weights are published, so without one this switch changes nothing: convert "
+    "the authors' files with 'deepexemplar convert' into models/deepexemplar/ instead.")
+
+
+def _node_phrasing(err: Exception) -> str:
+    """The core's not-found message without its command-line advice (the node gives its own)."""
+    lines, skipping = [], False
+    for line in str(err).splitlines():
+        if line.startswith("Provide the file with one of:"):
+            skipping = True
+            continue
+        if skipping and line.startswith("  - "):
+            continue
+        skipping = False
+        lines.append(line.replace("pass allow_download=True", "turn allow_download on"))
+    return "\n".join(lines)
+
+
+def missing_weights_fix(name: str, allow_download: bool, search_dirs: Sequence[str],
+                        builtin: str) -> str:
+    """The fix for missing paper weights, phrased for the loader nodes.
+
+    Names the exact ``deepexemplar convert`` command into the first ``models/deepexemplar``
+    folder and, for downloads, the setting that names the repository
+    (``$DEEPEXEMPLAR_HF_REPO`` or ``repo_id`` in the config file) and the ``allow_download``
+    switch, depending on what is already set.
+
+    Args:
+        name: ``"gray_vgg"`` or ``"colornet"``.
+        allow_download: the node's switch.
+        search_dirs: the ``models/deepexemplar`` folders ComfyUI knows (the first one is named).
+        builtin: the built-in entry that needs no file.
+
+    >>> "deepexemplar convert /path/to/example_net.pth" in missing_weights_fix(
+    ...     "colornet", False, [], "none")
+    True
+    """
+    filename = weights_filename(name)
+    folder = search_dirs[0] if search_dirs else f"ComfyUI/models/{WEIGHTS_FOLDER}"
+    convert = (f"put {filename} into models/{WEIGHTS_FOLDER}/ ({folder}): "
+               f"convert the authors' {AUTHORS_FILES[name]} once with `deepexemplar convert "
+               f"/path/to/{AUTHORS_FILES[name]} -o {folder}` (without the "
+               "command, run `python -m deepexemplar_core convert ...` in the pack's folder "
+               "with ComfyUI's Python; see docs/weights.md), then press R to refresh")
+    repo = configured_repo_id()
+    if not repo:
+        download = ("or, to download instead, set $DEEPEXEMPLAR_HF_REPO (or \"repo_id\" in "
+                    f"~/.config/deepexemplar/config.json) to a Hugging Face repository holding "
+                    f"{filename}, restart ComfyUI and turn allow_download on")
+    elif not allow_download:
+        download = f"or turn allow_download on to download {filename} from {repo}"
+    else:
+        download = (f"or check that the Hugging Face repository {repo} (set by "
+                    "$DEEPEXEMPLAR_HF_REPO or the config file) holds it and is reachable")
+    return f"{convert}; {download}; or pick '{builtin}' (no file needed)."
+
+def _load(node: str, name: str, choice: str, builtin: str, allow_download: bool,
+          search_dirs: Sequence[str], load: Callable[[], Any]) -> Any:
+    """Run a core loader; its errors become a :class:`NodeInputError` with the fix for the node."""
     try:
         return load()
+    except WeightsNotFoundError as err:
+        raise NodeInputError(node, f"cannot load '{choice}': {_node_phrasing(err)}",
+                             missing_weights_fix(name, allow_download, search_dirs, builtin)) from err
     except (ValueError, TypeError, OSError, KeyError, RuntimeError) as err:
-        raise NodeInputError(node, f"cannot load '{choice}': {err}", fix) from err
+        raise NodeInputError(node, f"cannot load '{choice}': {err}",
+                             f"put the converted {name} .safetensors into models/{WEIGHTS_FOLDER}/ "
+                             f"(see docs/comfyui.md) or pick '{builtin}'.") from err
 
 
 def load_backbone(choice: str, path: str | None, *, allow_download: bool,
@@ -250,11 +323,11 @@ def load_backbone(choice: str, path: str | None, *, allow_download: bool,
     Raises:
         NodeInputError: the weights are missing or are not gray VGG19-BN weights.
     """
-    name = "lite" if choice == BUILTIN_LITE else "gray_vgg"
-    fix = (f"put the converted gray VGG19-BN .safetensors into models/{WEIGHTS_FOLDER}/ (see "
-           f"docs/comfyui.md), enable allow_download, or pick '{BUILTIN_LITE}'.")
-    return _load("LoadGrayVGG", choice, fix, lambda: core_load_backbone(
-        name, path, allow_download=allow_download, search_dirs=tuple(search_dirs)))
+    if choice == BUILTIN_LITE:
+        return core_load_backbone("lite")
+    return _load("LoadGrayVGG", "gray_vgg", choice, BUILTIN_LITE, allow_download, search_dirs,
+                 lambda: core_load_backbone("gray_vgg", path, allow_download=allow_download,
+                                            search_dirs=tuple(search_dirs)))
 
 
 def load_colornet(choice: str, path: str | None, *, allow_download: bool,
@@ -272,10 +345,9 @@ def load_colornet(choice: str, path: str | None, *, allow_download: bool,
     """
     if choice == NO_COLORNET:
         return load_colorizer("propagation")
-    fix = (f"put the converted ExampleColorNet .safetensors into models/{WEIGHTS_FOLDER}/ (see "
-           f"docs/comfyui.md), enable allow_download, or pick '{NO_COLORNET}'.")
-    return _load("LoadColorNet", choice, fix, lambda: load_colorizer(
-        "colornet", path, allow_download=allow_download, search_dirs=tuple(search_dirs)))
+    return _load("LoadColorNet", "colornet", choice, NO_COLORNET, allow_download, search_dirs,
+                 lambda: load_colorizer("colornet", path, allow_download=allow_download,
+                                        search_dirs=tuple(search_dirs)))
 
 
 # ----------------------------------------------------------------------------- stages

@@ -7,6 +7,7 @@ input names are frozen: saved workflows refer to them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -30,6 +31,31 @@ SimilarityType = io.Custom("DEEPEXEMPLAR_SIMILARITY")
 
 SIZE_TOOLTIP = ("Working short side in pixels (floored to a multiple of 8). The authors' models "
                 "were trained at 256; larger is slower and finer. The output keeps the input size.")
+
+
+#: Words users type in the node search (issue 9, item 15), per node, besides the display name.
+SEARCH_ALIASES = {
+    "LoadGrayVGG": ["colorization", "colorize", "exemplar", "reference", "vgg", "backbone",
+                    "deep exemplar"],
+    "LoadColorNet": ["colorization", "colorize", "exemplar", "reference", "colornet",
+                     "deep exemplar"],
+    "DenseMatch": ["colorization", "colorize", "exemplar", "reference", "correspondence",
+                   "patchmatch", "deep exemplar"],
+    "SimilarityMaps": ["colorization", "colorize", "exemplar", "reference", "confidence",
+                       "warp", "deep exemplar"],
+    "ExemplarColorize": ["colorization", "colorize", "exemplar", "reference", "recolor",
+                         "color transfer", "deep exemplar"],
+}
+
+
+def _search_aliases(node: str) -> dict[str, list[str]]:
+    """``{"search_aliases": [...]}`` where this ComfyUI's ``io.Schema`` has that field (added to
+    ComfyUI in January 2026, searched by newer frontends), else ``{}``. Older versions search
+    only the node id and display name, which is why every display name starts with
+    "Exemplar Colorization"."""
+    if "search_aliases" in {f.name for f in dataclasses.fields(io.Schema)}:
+        return {"search_aliases": list(SEARCH_ALIASES[node])}
+    return {}
 
 
 def register_weights_folder() -> None:
@@ -84,11 +110,7 @@ def _weights_inputs(builtins: tuple[str, ...], what: str) -> list[io.Input]:
             tooltip=f"{what}. Built-in entries need no file; other entries are the .safetensors "
                     f"files in models/{logic.WEIGHTS_FOLDER}/ (or folders added with "
                     "extra_model_paths.yaml)."),
-        io.Boolean.Input(
-            "allow_download", default=False,
-            tooltip="Off (default): never touch the network; missing weights are an error that "
-                    "names the folder to use. On: download missing paper weights from the "
-                    "Hugging Face Hub into the cache."),
+        io.Boolean.Input("allow_download", default=False, tooltip=logic.ALLOW_DOWNLOAD_TOOLTIP),
     ]
 
 
@@ -112,9 +134,13 @@ class LoadGrayVGG(_WeightsLoader):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_LoadGrayVGG",
-            display_name="Load Gray VGG Backbone (DeepExemplar)",
+            **_search_aliases("LoadGrayVGG"),
+            display_name="Exemplar Colorization: Load Gray VGG Backbone",
             category=CATEGORY,
-            description="Loads the luminance feature network used for matching and similarity.",
+            description="Deep exemplar-based colorization, step 1: loads the feature network "
+                        "that compares the gray target with the colour reference photo (the "
+                        "authors' gray VGG19-BN, or the built-in lite backbone that needs no "
+                        "file).",
             inputs=_weights_inputs(cls.BUILTINS, "Backbone weights"),
             outputs=[Backbone.Output(
                 display_name="backbone",
@@ -150,10 +176,13 @@ class LoadColorNet(_WeightsLoader):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_LoadColorNet",
-            display_name="Load Colorization Network (DeepExemplar)",
+            **_search_aliases("LoadColorNet"),
+            display_name="Exemplar Colorization: Load Colorization Network",
             category=CATEGORY,
-            description="Loads the network that predicts colour from the warped reference; "
-                        "'none' keeps confident reference colours and propagates them.",
+            description="Deep exemplar-based colorization: loads the network that predicts "
+                        "the target's colours from the warped reference photo; 'none' is the "
+                        "weights-free colorizer that keeps confident reference colours and "
+                        "propagates them.",
             inputs=_weights_inputs(cls.BUILTINS, "Colorization network weights"),
             outputs=[ColorNet.Output(display_name="colornet",
                                      tooltip="Colorizer for ExemplarColorize.")],
@@ -185,10 +214,13 @@ class DenseMatch(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_DenseMatch",
-            display_name="Dense Match (DeepExemplar)",
+            **_search_aliases("DenseMatch"),
+            display_name="Exemplar Colorization: Dense Match",
             category=CATEGORY,
-            description="Finds, for every target pixel, the matching reference pixel (and back) "
-                        "with deep features, coarse to fine.",
+            description="Deep exemplar-based colorization: finds, for every pixel of the gray "
+                        "target, the matching pixel of the colour reference photo (and back) "
+                        "with deep features, coarse to fine. Optional: Colorize computes it "
+                        "itself; connect it to look at it or to reuse it.",
             inputs=_image_inputs() + [
                 io.Int.Input("size", default=256, min=logic.MIN_SIDE, max=logic.MAX_SIZE, step=8,
                              tooltip=SIZE_TOOLTIP)],
@@ -218,10 +250,12 @@ class SimilarityMaps(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_SimilarityMaps",
-            display_name="Similarity Maps (DeepExemplar)",
+            **_search_aliases("SimilarityMaps"),
+            display_name="Exemplar Colorization: Similarity Maps",
             category=CATEGORY,
-            description="Computes how well each target pixel matches the reference (5 levels x 2 "
-                        "directions) and warps the reference colours onto the target.",
+            description="Deep exemplar-based colorization: shows how well each target pixel "
+                        "matches the reference photo (5 levels x 2 directions), the reference "
+                        "colours warped onto the target, and their confidence.",
             inputs=[Correspondence.Input("correspondence", tooltip="From Dense Match.")],
             outputs=[
                 SimilarityType.Output(display_name="similarity",
@@ -261,11 +295,12 @@ class ExemplarColorize(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_ExemplarColorize",
-            display_name="Exemplar Colorize (DeepExemplar)",
+            **_search_aliases("ExemplarColorize"),
+            display_name="Exemplar Colorization: Colorize",
             category=CATEGORY,
-            description="Colours gray photos or frames like the reference photo (Deep "
-                        "Exemplar-based Colorization, He et al. 2018); output keeps the input "
-                        "size.",
+            description="Colorizes gray photos or video frames with the colours of one "
+                        "reference (exemplar) photo: Deep Exemplar-based Colorization, He et "
+                        "al. 2018. The output keeps the input size and count.",
             inputs=_image_inputs() + [
                 ColorNet.Input("colornet", tooltip="From Load Colorization Network."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.05,

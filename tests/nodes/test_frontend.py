@@ -1,0 +1,254 @@
+"""The UI workflows in the real ComfyUI page: headless Chromium driven by Playwright.
+
+Each workflow is fetched the way the template browser fetches it and opened with the
+frontend's own ``app.loadGraphData``; the graph the page builds (node sizes as the frontend
+computes them) must have no missing node types, no overlapping nodes, every title below the
+menu and tab bars, and fit the canvas at a zoom of at least :data:`MIN_SCALE` in a
+:data:`VIEWPORT` window (the file saves no view, so the page fits it). The template browser
+must show a thumbnail for every workflow, the node search must find every node of the pack by
+the words users type, and the photo workflow, queued from the page, must give a colour image.
+
+Needs ``$COMFYUI_DIR`` (a ComfyUI checkout whose requirements are installed in this Python, as
+for ``test_server.py``), the ``playwright`` package (``pip install playwright``, in the ``test``
+extra) and a Chromium binary: ``$DEEPEXEMPLAR_CHROMIUM``, else ``chromium`` /
+``chromium-browser`` / ``google-chrome`` on ``PATH`` (Debian: ``apt-get install chromium``;
+``playwright install`` is not needed). Skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from comfy_server import (
+    PACK_NAME,
+    PACK_NODES,
+    comfyui_dir,
+    free_port,
+    prepare_base,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.comfyui
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
+#: A common laptop window; the canvas is what is left of it after the menu and the side bar.
+VIEWPORT = {"width": 1280, "height": 800}
+#: The zoom the page may use to show a whole workflow (the frontend fits 75 % of the canvas).
+MIN_SCALE = 0.7
+#: Words users type in the node search; each must find every node of the pack.
+SEARCH_WORDS = ("colorization", "colorize", "exemplar")
+
+GEOMETRY_JS = """() => {
+  const canvas = window.app.canvas;
+  const box = canvas.canvas.getBoundingClientRect();
+  const bars = [...document.querySelectorAll('.comfyui-body-top, .workflow-tabs-container')]
+    .map(e => e.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0);
+  return {
+    scale: canvas.ds.scale, offset: Array.from(canvas.ds.offset),
+    canvas: [box.left, box.top, box.right, box.bottom],
+    barsBottom: Math.max(box.top, ...bars.map(r => r.bottom)),
+    titleHeight: LiteGraph.NODE_TITLE_HEIGHT,
+    nodes: window.app.graph._nodes.map(n => ({
+      id: n.id, type: n.type, title: n.title, rect: Array.from(n.boundingRect),
+      known: n.type in LiteGraph.registered_node_types})),
+  };
+}"""
+
+
+def _chromium() -> str | None:
+    explicit = os.environ.get("DEEPEXEMPLAR_CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).is_file() else None
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=60) as answer:
+        return answer.read()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """URL of a headless ComfyUI with the pack (built-in models only); stopped afterwards."""
+    comfy = comfyui_dir()
+    if comfy is None:
+        pytest.skip("COMFYUI_DIR is not set to a ComfyUI checkout; the frontend test needs one "
+                    "(see docs/comfyui.md 'Running the tests')")
+    base = tmp_path_factory.mktemp("comfy_frontend")
+    prepare_base(base)
+    port, log = free_port(), base / "comfyui.log"
+    process = start_server(comfy, base, port, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, log)
+        # a first visit opens the template browser over the canvas; a returning user's does not
+        request = urllib.request.Request(url + "/api/settings/Comfy.TutorialCompleted",
+                                         data=b"true", method="POST")
+        urllib.request.urlopen(request, timeout=30).close()
+        yield url
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    """The ComfyUI page in headless Chromium; ``page.errors`` collects uncaught page errors."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("no Chromium found: install it (apt-get install chromium) or set "
+                    "$DEEPEXEMPLAR_CHROMIUM to its path")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        tab = browser.new_page(viewport=VIEWPORT)
+        tab.errors = []
+        tab.on("pageerror", lambda error: tab.errors.append(str(error)))
+        tab.goto(server)
+        tab.wait_for_function("window.app && window.app.graph && window.app.canvas",
+                              timeout=120_000)
+        tab.wait_for_timeout(1500)
+        yield tab
+        browser.close()
+
+
+def _open(page, name: str) -> dict:
+    """Open a workflow as the template browser does; return the page's geometry of it."""
+    page.errors.clear()
+    page.evaluate("""async ([pack, name]) => {
+        const answer = await fetch(`/api/workflow_templates/${pack}/${name}.json`);
+        await window.app.loadGraphData(await answer.json(), true, true, name);
+    }""", [PACK_NAME, name])
+    previous = None
+    for _ in range(40):  # until the image previews have loaded and the view is fitted
+        page.wait_for_timeout(250)
+        geometry = page.evaluate(GEOMETRY_JS)
+        if geometry == previous:
+            return geometry
+        previous = geometry
+    return previous
+
+
+def _overlaps(nodes: list[dict]) -> list[str]:
+    found = []
+    for i, a in enumerate(nodes):
+        ax, ay, aw, ah = a["rect"]
+        for b in nodes[i + 1:]:
+            bx, by, bw, bh = b["rect"]
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                found.append(f"{a['title']!r} and {b['title']!r}")
+    return found
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_opens_cleanly(page, name):
+    geometry = _open(page, name)
+    nodes = geometry["nodes"]
+    assert nodes, "the workflow did not load"
+    assert not [n["type"] for n in nodes if not n["known"]], "missing node types"
+    assert not page.errors, page.errors
+    assert _overlaps(nodes) == [], "nodes overlap (sizes as the frontend computes them)"
+    scale, (dx, dy) = geometry["scale"], geometry["offset"]
+    assert scale >= MIN_SCALE, f"fits only at {scale:.0%} zoom in a {VIEWPORT} window"
+    left, top, right, bottom = geometry["canvas"]
+    for node in nodes:  # the bounding rect starts at the top of the title bar
+        x, y, w, h = node["rect"]
+        screen = (left + (x + dx) * scale, top + (y + dy) * scale,
+                  left + (x + w + dx) * scale, top + (y + h + dy) * scale)
+        assert screen[1] >= geometry["barsBottom"], f"{node['title']!r} opens under the menu"
+        assert screen[0] >= left and screen[2] <= right and screen[3] <= bottom, (
+            f"{node['title']!r} is outside the visible canvas: {screen}")
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_template_thumbnail_is_served(server, name):
+    """The template browser asks for ``<name>.jpg`` beside each workflow."""
+    from PIL import Image
+
+    data = _get(f"{server}/api/workflow_templates/{PACK_NAME}/{name}.jpg")
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "JPEG" and min(image.size) >= 128
+
+
+def test_template_browser_shows_the_thumbnails(page):
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    try:
+        page.get_by_text(PACK_NAME, exact=True).first.click()
+        for name in WORKFLOWS:
+            card = page.locator(".p-dialog").get_by_text(name, exact=True).first
+            card.scroll_into_view_if_needed()
+            images = card.locator("xpath=ancestor::*[.//img][1]//img")
+            page.wait_for_function("images => images.some(i => i.complete && i.naturalWidth > 0)",
+                                   arg=images.element_handles(), timeout=15_000)
+    finally:
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+
+
+def test_node_search_finds_every_node(page, server):
+    info = json.loads(_get(server + "/object_info"))
+    display = {info[n]["display_name"] for n in PACK_NODES}
+    words = list(SEARCH_WORDS)
+    if "search_aliases" in info[PACK_NODES[0]]:  # ComfyUI versions that send aliases
+        words.append("reference")
+    page.locator(".node-library-tab-button").click()
+    try:
+        box = page.locator(".side-bar-panel input").first
+        for word in words:
+            box.fill(word)
+            page.wait_for_timeout(800)
+            shown = set(page.locator(".side-bar-panel .p-tree-node-label").all_inner_texts())
+            assert display <= {s.strip() for s in shown}, (word, display - shown)
+    finally:
+        page.locator(".node-library-tab-button").click()
+
+
+def _chroma(image) -> float:
+    import numpy as np
+
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return float((rgb.max(-1) - rgb.min(-1)).mean())
+
+
+def test_photo_workflow_runs_from_the_page(page, server):
+    from PIL import Image
+
+    _open(page, "colorize_photo")
+    before = set(json.loads(_get(server + "/history")))
+    page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    deadline, entry = time.monotonic() + 600, None
+    while time.monotonic() < deadline:
+        history = json.loads(_get(server + "/history"))
+        done = [history[k] for k in history if k not in before
+                and history[k].get("status", {}).get("completed") is not None]
+        if done:
+            entry = done[0]
+            break
+        time.sleep(0.5)
+    assert entry is not None, "the queued workflow did not finish within 600 s"
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = [item for output in entry["outputs"].values() for item in output.get("images", [])
+             if item["type"] == "output"]
+    assert len(saved) == 1
+    query = urllib.parse.urlencode({k: saved[0][k] for k in ("filename", "subfolder", "type")})
+    image = Image.open(io.BytesIO(_get(f"{server}/view?{query}")))
+    target = Image.open(REPO / "workflows" / "images" / "deepexemplar_target_cat.jpg")
+    assert image.size == target.size and _chroma(target) < 0.01
+    assert _chroma(image) > 0.02, "the result should be in colour"
+    assert not page.errors, page.errors
