@@ -245,7 +245,8 @@ ALLOW_DOWNLOAD_TOOLTIP = (
 
 
 def _node_phrasing(err: Exception) -> str:
-    """The core's not-found message without its command-line advice (the node gives its own)."""
+    """The core's not-found message without its command-line advice (the node gives its own),
+    ending with a line break."""
     lines, skipping = [], False
     for line in str(err).splitlines():
         if line.startswith("Provide the file with one of:"):
@@ -255,7 +256,7 @@ def _node_phrasing(err: Exception) -> str:
             continue
         skipping = False
         lines.append(line.replace("pass allow_download=True", "turn allow_download on"))
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"  # the node's " Fix: ..." starts on its own line
 
 
 def missing_weights_fix(name: str, allow_download: bool, search_dirs: Sequence[str],

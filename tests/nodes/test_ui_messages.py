@@ -68,7 +68,8 @@ def test_failed_download_names_the_repository(logic, no_weights, monkeypatch):
     monkeypatch.setenv("DEEPEXEMPLAR_HF_REPO", "owner/converted-weights")
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unavailable)
     message = _message(logic, "colornet", True, no_weights)
-    assert "The download failed: OSError: owner/converted-weights/example_net.safetensors" in message
+    assert ("The download failed: OSError: owner/converted-weights/example_net.safetensors"
+            in message)
     assert "check that the Hugging Face repository owner/converted-weights" in message
 
 
