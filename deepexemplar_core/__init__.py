@@ -43,6 +43,7 @@ _EXPORTS = {
     "MatchResult": "pipeline",
     "PreparedReference": "pipeline",
     "Models": "models",
+    "MotionPrior": "motion",
     "PaperColorizer": "colorizers",
     "PropagationColorizer": "colorizers",
     "Similarity": "structures",

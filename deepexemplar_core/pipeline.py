@@ -38,6 +38,7 @@ from .color import lab_to_rgb, rgb_to_l, rgb_to_lab
 from .confidence import confidence_map
 from .matching import MatchConfig, dense_match
 from .models import Models, load_models
+from .motion import MotionPrior
 from .similarity import similarity_maps
 from .structures import ColorizerInputs, Correspondence, FeaturePyramid, Similarity
 from .upsample import upsample_chroma
@@ -506,6 +507,7 @@ def match_images(
     config: ColorizeConfig | None = None,
     *,
     progress: Progress | None = None,
+    motion: MotionPrior | None = None,
 ) -> MatchResult:
     """Features and bidirectional correspondence for same-sized targets and one reference.
 
@@ -515,6 +517,9 @@ def match_images(
         reference: ``(1|3, Hr, Wr)`` sRGB in [0, 1], or a :func:`prepare_reference` result.
         config: the working size and matching schedule.
         progress: called with ``(done, total)`` after every pyramid level.
+        motion: video frames, one at a time: start from the previous frame's field carried
+            along the optical flow (:class:`~deepexemplar_core.motion.MotionPrior`), and keep
+            this frame's for the next.
 
     Returns:
         MatchResult at working resolution.
@@ -539,7 +544,13 @@ def match_images(
     target_pyr = models.backbone.pyramid(target_l)
     start = _tick(timings, "features", start, device)
     match_config = config.match or MatchConfig.default_for(target_pyr)
-    corr = dense_match(target_pyr, prepared.pyramid, match_config, progress=progress)
+    if motion is not None and len(images) != 1:
+        raise ValueError(f"motion: frames are matched one at a time, got {len(images)}")
+    prior = motion.prior_for(target_l) if motion is not None else None
+    start = _tick(timings, "motion", start, device) if motion is not None else start
+    corr = dense_match(target_pyr, prepared.pyramid, match_config, progress=progress, prior=prior)
+    if motion is not None:
+        motion.remember(target_l, corr.nnf_tr)
     _tick(timings, "matching", start, device)
     return MatchResult(target_l, prepared, target_pyr, corr, (height, width), timings)
 
@@ -629,6 +640,7 @@ def colorize_iter(
     progress: Progress | None = None,
     keep_intermediates: bool = False,
     output_device: torch.device | str | None = None,
+    motion: MotionPrior | None = None,
 ) -> Iterator[ColorizedImage]:
     """Colorize any number of targets chunk by chunk, yielding each result as it finishes.
 
@@ -647,6 +659,10 @@ def colorize_iter(
             raise (e.g. ComfyUI's interruption) to stop the run.
         keep_intermediates: attach each chunk's :class:`Intermediates` to its results.
         output_device: move each result there before yielding it (e.g. the CPU).
+        motion: for the frames of a video: each frame's matching starts from the previous
+            frame's field carried along the optical flow, and a scene cut restarts it
+            (:class:`~deepexemplar_core.motion.MotionPrior`); frames are then matched one at a
+            time (``chunk_size`` 1).
 
     Yields:
         ColorizedImage per target, in input order.
@@ -661,10 +677,12 @@ def colorize_iter(
     prepared = _prepared(models, reference, config)
     total = len(targets) if isinstance(targets, Sized) else 0
     done = 0
+    if motion is not None:
+        chunk_size = 1
     for chunk in _chunks(_iter_images(targets), chunk_size):
         indices, group = [i for i, _ in chunk], [img.to(models.device) for _, img in chunk]
         count = len(group)
-        m = match_images(models, group, prepared, config,
+        m = match_images(models, group, prepared, config, motion=motion,
                          progress=_chunk_progress(progress, total, done, count, 0.0, 0.6))
         s = compute_similarity(models, m)
         _report(progress, total, done, count, 0.8)

@@ -43,3 +43,11 @@ def chelsea_rgb() -> torch.Tensor:
     from skimage import data
 
     return torch.from_numpy(data.chelsea().transpose(2, 0, 1).copy()).float() / 255.0
+
+
+@pytest.fixture(scope="session")
+def coffee_rgb() -> torch.Tensor:
+    """skimage's coffee (CC0), 400x600, as ``(3, H, W)`` float in [0, 1]."""
+    from skimage import data
+
+    return torch.from_numpy(data.coffee().transpose(2, 0, 1).copy()).float() / 255.0

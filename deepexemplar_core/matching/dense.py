@@ -15,7 +15,7 @@ from .config import LevelConfig, MatchConfig
 from .exact import exact_nn_bidirectional
 from .ops import patchmatch, window_search
 from .patchmatch_reference import scaled_identity
-from .scores import l2_normalize
+from .scores import check_field, l2_normalize
 from .upsample import upsample_nnf
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,23 @@ def _init_field(prev: torch.Tensor | None, batch: int, src_size, tgt_size, devic
     return upsample_nnf(prev, src_size, tgt_size)
 
 
-def _match_level(a, b, prev, level: LevelConfig, index: int, config: MatchConfig):
-    """Both fields of one level: ``((nnf_tr, nnf_rt), backend)``."""
+def _better_start(a, b, init: torch.Tensor, prior: torch.Tensor, patch_size: int,
+                  backend: str) -> torch.Tensor:
+    """Per pixel, the start of ``init`` and ``prior`` with the higher patch score.
+
+    A window of radius 0 scores a field without moving it.
+    """
+    _, score_init, _ = window_search(a, b, init, patch_size=patch_size, radius=0, backend=backend)
+    _, score_prior, _ = window_search(a, b, prior, patch_size=patch_size, radius=0, backend=backend)
+    return torch.where((score_prior > score_init).unsqueeze(-1), prior, init)
+
+
+def _match_level(a, b, prev, level: LevelConfig, index: int, config: MatchConfig, prior=None):
+    """Both fields of one level: ``((nnf_tr, nnf_rt), backend)``.
+
+    ``prior``: a T->R field at this level's resolution; the T->R search starts, per pixel, from
+    whichever of it and the coarser level's field scores higher.
+    """
     if level.method == "exact":
         (tr, _), (rt, _) = exact_nn_bidirectional(
             a, b, patch_size=level.patch_size, chunk=config.chunk_elements
@@ -36,11 +51,13 @@ def _match_level(a, b, prev, level: LevelConfig, index: int, config: MatchConfig
         return (tr, rt), "torch"
     batch = max(a.shape[0], b.shape[0])
     fields, used = [], "torch"
-    for src, tgt, prev_field in (
-        (a, b, prev[0] if prev else None),
-        (b, a, prev[1] if prev else None),
+    for src, tgt, prev_field, start in (
+        (a, b, prev[0] if prev else None, prior),
+        (b, a, prev[1] if prev else None, None),
     ):
         init = _init_field(prev_field, batch, tuple(src.shape[2:]), tuple(tgt.shape[2:]), a.device)
+        if start is not None:
+            init = _better_start(src, tgt, init, start, level.patch_size, config.backend)
         if level.method == "window":
             nnf, _, used = window_search(
                 src,
@@ -54,7 +71,7 @@ def _match_level(a, b, prev, level: LevelConfig, index: int, config: MatchConfig
             nnf, _, used = patchmatch(
                 src,
                 tgt,
-                init if prev else None,
+                init if prev or start is not None else None,
                 patch_size=level.patch_size,
                 iterations=level.iterations,
                 radius=level.radius,
@@ -102,6 +119,7 @@ def dense_match(
     *,
     progress: Callable[[int, int], None] | None = None,
     keep_levels: bool | None = None,
+    prior: torch.Tensor | None = None,
 ) -> Correspondence:
     """Bidirectional nearest-neighbour fields, coarse to fine, brought to pixel resolution.
 
@@ -117,6 +135,11 @@ def dense_match(
         config: settings; ``None`` = ``MatchConfig()`` with the default schedule.
         progress: called as ``progress(done, total)`` after each level.
         keep_levels: override ``config.keep_levels``.
+        prior: ``(B, Ht, Wt, 2)`` int64 absolute (y, x) T->R field at the target's image size,
+            e.g. the previous video frame's field carried along the motion; at every window or
+            PatchMatch level the T->R search starts, per pixel, from whichever of the prior and
+            the coarser level's field has the higher patch score (steadier fields from frame to
+            frame, none worse). Exact levels ignore it.
 
     Returns:
         :class:`Correspondence` with ``nnf_tr (B, Ht, Wt, 2)``, ``nnf_rt (B, Hr, Wr, 2)`` int64
@@ -136,6 +159,8 @@ def dense_match(
         (torch.Size([1, 64, 64, 2]), ())
     """
     check_pyramid_pair(target, reference)
+    if prior is not None:
+        check_field("prior", prior, target.batch_size, *target.image_size)
     config = MatchConfig() if config is None else config
     if not isinstance(config, MatchConfig):
         raise TypeError(f"config: expected a MatchConfig or None, got {type(config).__name__}")
@@ -150,7 +175,10 @@ def dense_match(
         index = target.names.index(name)
         a = l2_normalize(target.features[index])
         b = l2_normalize(reference.features[index])
-        prev, used = _match_level(a, b, prev, level, index, config)
+        level_prior = None
+        if prior is not None and level.method != "exact":
+            level_prior = upsample_nnf(prior, tuple(a.shape[2:]), tuple(b.shape[2:]))
+        prev, used = _match_level(a, b, prev, level, index, config, level_prior)
         if used not in backends and level.method != "exact":
             backends.append(used)
         if keep:
