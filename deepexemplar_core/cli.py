@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     col = sub.add_parser("colorize", help="colorize gray photos with a colour reference")
     col.add_argument("targets", nargs="+", type=Path, help="target images or folders of images")
-    col.add_argument("--reference", "-r", type=Path, required=True, help="colour reference image")
+    col.add_argument("--reference", "-r", type=Path, default=None,
+                     help="colour reference image (required unless --reference-index is given)")
+    # Reference recommendation: the best reference of an index, picked per target.
+    col.add_argument("--reference-index", type=Path, default=None,
+                     help="index folder (`deepexemplar index`): pick each target's reference from it")
     _add_model_options(col)
     _add_output_options(col)
     demo = sub.add_parser("demo", help="colorize the bundled example pair (offline)")
@@ -90,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .ops.cli import add_ext_parsers
 
     add_ext_parsers(sub)
+    from .cli_index import register as register_index
+    from .cli_recommend import register as register_recommend
+
+    register_index(sub)
+    register_recommend(sub)
     return parser
 
 
@@ -99,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "colorize" and args.reference is None and args.reference_index is None:
+        parser.error("colorize: give --reference REFERENCE or --reference-index INDEX")
     try:
         if args.command in ("colorize", "demo"):
             from .cli_colorize import run_colorize, run_demo

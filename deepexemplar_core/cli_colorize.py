@@ -151,13 +151,15 @@ def run_colorize(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
     if not targets:
         return EXIT_INPUT
+    if getattr(args, "reference_index", None) is not None and args.reference is None:
+        return _run_with_index(args, targets)
     try:
         reference = read_image(args.reference)
     except ImageReadError as err:
         print(f"error: reference: {err}", file=sys.stderr)
         return EXIT_INPUT
     try:
-        models = _load_models(args)
+        models = getattr(args, "preloaded_models", None) or _load_models(args)
         config = _config(args)
     except WeightsNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -165,6 +167,9 @@ def run_colorize(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_WEIGHTS if "weights" in str(err).lower() else EXIT_INPUT
+    if getattr(args, "reference_index_used", None) is not None:  # --reference-index
+        models.provenance["reference_index"] = str(args.reference_index_used)
+        args.preloaded_models = models  # reused for the targets of the next reference
     print(f"model family: {models.family} ({models.provenance.get('family_reason', 'as requested')}); "
           f"colorizer: {models.colorizer.name}", file=sys.stderr)
     jobs = plan_outputs(targets, args.output)
@@ -220,3 +225,41 @@ def run_demo(args: argparse.Namespace) -> int:
     args.output = args.output / "example_colorized.png"
     args.save_intermediates, args.quiet, args.batch_size = False, True, 1
     return run_colorize(args)
+
+
+# --- Reference recommendation: --reference-index picks each target's reference ---------------
+
+def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
+    """Colorize each target with the top-1 reference of ``args.reference_index``; targets that
+    share a reference are colorized together. The chosen reference is recorded in the output
+    metadata (``deepexemplar:reference``, plus ``deepexemplar:reference_index``)."""
+    from .image_io import ImageReadError
+    from .recommend import Index, IndexError_, pick_reference
+
+    try:
+        index = Index.load(args.reference_index)
+    except (IndexError_, ValueError) as err:
+        print(f"error: reference index: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    chosen: dict[Path, list[Path]] = {}
+    failed = False
+    for target in targets:
+        try:
+            reference = pick_reference(args.reference_index, target, index=index)
+        except (ImageReadError, IndexError_, ValueError) as err:
+            print(f"error: {target}: {err}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"{target}: reference {reference}", file=sys.stderr)
+        chosen.setdefault(reference, []).append(target)
+    code = EXIT_OK
+    for reference, group in chosen.items():
+        sub = argparse.Namespace(**vars(args))
+        sub.reference, sub.reference_index, sub.targets = reference, None, group
+        if len(targets) > 1 and sub.output.suffix.lower() in IMAGE_SUFFIXES:
+            print("error: several targets need an output folder, not a file", file=sys.stderr)
+            return EXIT_INPUT
+        sub.reference_index_used = args.reference_index
+        code = max(code, run_colorize(sub))
+        args.preloaded_models = getattr(sub, "preloaded_models", None)
+    return EXIT_INPUT if failed and code == EXIT_OK else code
