@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -253,6 +253,7 @@ def recommend_from_images(
     *,
     backbone: object = "lite",
     batch_size: int = 16,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Recommendation]:
     """Rank an in-memory batch of colour candidates for a target (no index).
 
@@ -266,6 +267,7 @@ def recommend_from_images(
         k, top_n, beta, restrict_class: as :func:`recommend`.
         backbone: family name or loaded network (see :func:`~.loading.as_describer`).
         batch_size: candidates per forward pass.
+        progress: called as ``progress(done, total)`` over the candidates.
 
     Returns:
         Up to ``k`` :class:`~.search.Recommendation` with ``path=None`` and ``row`` = position
@@ -286,6 +288,8 @@ def recommend_from_images(
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
         parts.append(describe(describer, torch.stack([prepare_luminance(c) for c in chunk])))
+        if progress is not None:
+            progress(start + len(chunk), len(items))
     raw = Descriptors.cat(parts)
     gray = torch.tensor([bool(is_gray_rgb(
         torch.nn.functional.interpolate(c[None].float(), size=(64, 64), mode="area"))[0])
