@@ -32,7 +32,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as save_safetensors
 
-from .descriptors import Describer, Descriptors, describe, is_gray_rgb, prepare_luminance
+from .descriptors import (
+    INPUT_SIZE,
+    Describer,
+    Descriptors,
+    describe,
+    is_gray_rgb,
+    prepare_luminance,
+)
 from .loading import as_describer, load_describer
 from .pca import Projection, fit_projection
 from .search import Searchable
@@ -229,6 +236,31 @@ class _Loaded:
     problem: str = ""
 
 
+def _jpeg_draft(data: bytes) -> tuple[torch.Tensor, tuple[int, int]] | None:
+    """Fast path for 8-bit JPEGs: decode at a reduced scale (DCT scaling, at least 448 px), apply
+    the EXIF orientation. Returns ``(pixels (C, h, w) in [0, 1], original (H, W))`` or None for
+    anything else (then :func:`~deepexemplar_core.image_io.read_image` decodes it)."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+                return None
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                width, height = height, width
+            image.draft(image.mode, (2 * INPUT_SIZE, 2 * INPUT_SIZE))
+            array = np.asarray(ImageOps.exif_transpose(image))
+    except Exception:  # noqa: BLE001 - let read_image decode it and phrase the error
+        return None
+    pixels = torch.from_numpy(array.copy()).float().div_(255.0)
+    pixels = pixels[None] if pixels.dim() == 2 else pixels.permute(2, 0, 1)
+    return pixels, (height, width)
+
+
 def _load_one(root: Path, file: _File) -> _Loaded:
     import hashlib
 
@@ -236,18 +268,24 @@ def _load_one(root: Path, file: _File) -> _Loaded:
 
     path = root / file.path
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        image = read_image(path)
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        fast = _jpeg_draft(data) if data else None
+        if fast is None:
+            image = read_image(path)
+            pixels, size = image.pixels, image.size
+        else:
+            pixels, size = fast
     except (ImageReadError, OSError) as err:
         return _Loaded(file, problem=f"unreadable: {err}")
-    if image.is_gray:
+    if pixels.shape[0] == 1:
         return _Loaded(file, problem="gray image: a reference must have colour")
-    if min(image.size) < 8:
-        return _Loaded(file, problem=f"too small ({image.size[1]}x{image.size[0]} px)")
-    small = torch.nn.functional.interpolate(image.pixels[None], size=(64, 64), mode="area")
+    if min(pixels.shape[1:]) < 8:
+        return _Loaded(file, problem=f"too small ({pixels.shape[2]}x{pixels.shape[1]} px)")
+    small = torch.nn.functional.interpolate(pixels[None], size=(64, 64), mode="area")
     if bool(is_gray_rgb(small)[0]):
         return _Loaded(file, problem="no colour (R = G = B everywhere): a reference must have colour")
-    return _Loaded(file, prepare_luminance(image.pixels), digest, image.size)
+    return _Loaded(file, prepare_luminance(pixels), digest, size)
 
 
 def _batches(root: Path, files: list[_File], batch_size: int) -> Iterator[list[_Loaded]]:
