@@ -284,3 +284,24 @@ def test_commands_index_recommend_and_colorize(collection, tmp_path, capsys, mon
     assert meta["deepexemplar:reference_index"] == str(out)
     with pytest.raises(SystemExit):
         cli.main(["colorize", str(target), "-o", str(result)])
+
+
+def _unit_searchable(n: int, seed: int):
+    from deepexemplar_core.recommend.search import Searchable, normalize_histograms
+
+    gen = torch.Generator().manual_seed(seed)
+    unit = lambda *s: torch.nn.functional.normalize(torch.randn(*s, generator=gen), dim=-1)  # noqa: E731
+    return Searchable(torch.randint(0, 3, (n, 5), generator=gen), unit(n, 32), unit(n, 49, 16),
+                      normalize_histograms(torch.rand(n, 49, 10, generator=gen)))
+
+
+@pytest.mark.parametrize("restrict", [False, True])
+def test_faiss_backend_agrees_with_exact_search(restrict):
+    pytest.importorskip("faiss", reason="the optional faiss package is not installed")
+    data, query = _unit_searchable(3000, 0), _unit_searchable(1, 1)
+    exclude = torch.zeros(3000, dtype=torch.bool)
+    exclude[::7] = True
+    exact = rank(query, data, k=10, restrict_class=restrict, exclude=exclude, backend="torch")
+    fast = rank(query, data, k=10, restrict_class=restrict, exclude=exclude, backend="faiss")
+    assert [r[0] for r in fast] == [r[0] for r in exact]
+    assert all(r[0] % 7 for r in fast)
