@@ -33,11 +33,17 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from .models_loading import resolve_device
-    from .recommend import IndexError_, build_index, load_describer
+    from .recommend import IndexError_, build_index, load_describer, read_manifest
     from .weights import WeightsNotFoundError
 
+    family = args.family
+    if family == "auto" and (args.output / "manifest.json").is_file() and not args.rebuild:
+        try:  # updating an index: keep the backbone it was built with
+            family = read_manifest(args.output).get("backbone", {}).get("family", "auto")
+        except IndexError_:
+            pass
     try:
-        describer = load_describer(args.family, resolve_device(args.device))
+        describer = load_describer(family, resolve_device(args.device))
     except WeightsNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_WEIGHTS

