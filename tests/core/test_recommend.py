@@ -314,3 +314,18 @@ def test_faiss_backend_agrees_with_exact_search(restrict):
     fast = rank(query, data, k=10, restrict_class=restrict, exclude=exclude, backend="faiss")
     assert [r[0] for r in fast] == [r[0] for r in exact]
     assert all(r[0] % 7 for r in fast)
+
+
+def test_paper_backbone_needs_its_classifier_and_auto_falls_back_to_lite(tmp_path, monkeypatch):
+    from deepexemplar_core.models.vgg_gray import GrayVGG19BN
+    from deepexemplar_core.recommend import as_describer, load_describer
+    from deepexemplar_core.weights import WeightsNotFoundError
+
+    with pytest.raises(ValueError, match="no classifier"):
+        as_describer(GrayVGG19BN(with_classifier=False))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WeightsNotFoundError):
+        load_describer("paper")
+    assert load_describer("auto").family == "lite"
+    with pytest.raises(TypeError, match="backbone: expected"):
+        as_describer(42)
