@@ -58,8 +58,10 @@ class Descriptors:
 
     Attributes:
         classes: ``(N, TOP_CLASSES)`` int64 ImageNet class ids, best first.
-        global_: ``(N, Dg)`` float32, the global descriptor (fc6 or pooled head).
-        local: ``(N, GRID * GRID, Dl)`` float32, one descriptor per grid cell, row-major.
+        global_: ``(N, Dg)`` float32 (float16 in indexes), the global descriptor (fc6 or
+            pooled head).
+        local: ``(N, GRID * GRID, Dl)`` float32 (float16 in indexes), one descriptor per grid
+            cell, row-major.
         hist: ``(N, GRID * GRID, HIST_BINS)`` float32 luminance histograms, each summing to 1.
     """
 
@@ -77,6 +79,11 @@ class Descriptors:
         if not parts:
             raise ValueError("parts: expected at least one Descriptors")
         return Descriptors(*(torch.cat([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+    def half(self) -> Descriptors:
+        """The same with ``global_`` and ``local`` in float16 (how indexes store them; halves
+        the memory of large builds)."""
+        return Descriptors(self.classes, self.global_.half(), self.local.half(), self.hist)
 
     def select(self, rows: torch.Tensor | list[int]) -> Descriptors:
         """The descriptors of the given rows."""

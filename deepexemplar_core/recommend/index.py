@@ -211,7 +211,7 @@ def _raw_tensors(raw: Descriptors) -> dict[str, torch.Tensor]:
 
 
 def _raw_from(tensors: dict[str, torch.Tensor]) -> Descriptors:
-    return Descriptors(tensors["classes"], tensors["global"].float(), tensors["local"].float(),
+    return Descriptors(tensors["classes"], tensors["global"], tensors["local"],
                        tensors["hist"].float())
 
 
@@ -543,7 +543,7 @@ def _compute(
             logger.info("skipping %s: %s", bad.file.path, bad.problem)
             pending_skipped.append(_skip(bad.file, bad.problem))
         if good:
-            pending_parts.append(describe(describer, torch.stack([b.l for b in good])))
+            pending_parts.append(describe(describer, torch.stack([b.l for b in good])).half())
             pending_entries.extend(_entry(b) for b in good)
         done += len(batch)
         if len(pending_entries) + len(pending_skipped) >= checkpoint_every:

@@ -108,7 +108,7 @@ def fit_projection(x: torch.Tensor, dims: int, min_dims: int = MIN_DIMS) -> Proj
         return Projection(torch.zeros(d), torch.zeros(0, d), n)
     if n > MAX_FIT_SAMPLES:
         x = x[torch.linspace(0, n - 1, MAX_FIT_SAMPLES).long()]
-    sample = x.double()
+    sample = x.double()  # at most MAX_FIT_SAMPLES x D
     mean = sample.mean(dim=0)
     centred = sample - mean
     cov = centred.T @ centred / max(1, sample.shape[0] - 1)

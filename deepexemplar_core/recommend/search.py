@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: A class restriction applies only when the class has at least this many eligible members.
 MIN_CLASS_SIZE = 5
+#: Images projected at a time when an index is (re)projected.
+CHUNK = 4096
 #: With ``backend="auto"``, FAISS is used for the global stage from this many rows on.
 FAISS_MIN_ROWS = 300_000
 
@@ -105,12 +107,19 @@ class Searchable:
         local_projection: Projection,
         dtype: torch.dtype = torch.float16,
     ) -> Searchable:
-        """Project raw descriptors; ``local`` and ``hist`` are stored in ``dtype``."""
+        """Project raw descriptors; ``local`` and ``hist`` are stored in ``dtype``. Works in
+        chunks of :data:`CHUNK` images, so float32 copies of a whole collection never exist."""
+
+        def chunked(fn, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+            if len(x) == 0:
+                return fn(x).to(out_dtype)
+            return torch.cat([fn(x[i:i + CHUNK]).to(out_dtype) for i in range(0, len(x), CHUNK)])
+
         return Searchable(
             raw.classes,
-            global_projection(raw.global_),
-            local_projection(raw.local).to(dtype),
-            normalize_histograms(raw.hist).to(dtype),
+            chunked(global_projection, raw.global_, torch.float32),
+            chunked(local_projection, raw.local, dtype),
+            chunked(normalize_histograms, raw.hist, dtype),
         )
 
     def nbytes(self) -> int:
