@@ -329,3 +329,15 @@ def test_paper_backbone_needs_its_classifier_and_auto_falls_back_to_lite(tmp_pat
     assert load_describer("auto").family == "lite"
     with pytest.raises(TypeError, match="backbone: expected"):
         as_describer(42)
+
+
+def test_paper_describer_gives_fc6_and_a_7x7_relu5_4_grid():
+    from deepexemplar_core.models.vgg_gray import GrayVGG19BN
+    from deepexemplar_core.recommend import VGGDescriber
+
+    torch.manual_seed(0)
+    describer = VGGDescriber(GrayVGG19BN(with_classifier=True).eval())  # random weights
+    assert describer.family == "paper" and len(describer.weights_sha256) == 64
+    logits, global_, local = describer(torch.rand(2, 1, 32, 48) * 100)  # small: shapes only
+    assert logits.shape == (2, 1000) and global_.shape == (2, 4096)
+    assert local.shape == (2, 512, 7, 7) and bool((global_ >= 0).all())
