@@ -51,16 +51,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_WEIGHTS if "weights" in str(err).lower() else EXIT_INPUT
     bar = None
-    if not args.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(unit="image", file=sys.stderr, desc="indexing")
 
     def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+        nonlocal bar
+        if args.quiet or total == 0:
+            return
+        if bar is None:  # created on the first call: nothing is shown for a refused index
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="image", file=sys.stderr, desc="indexing")
+        bar.n = done
+        bar.refresh()
 
     try:
         report = build_index(args.folder, args.output, describer, batch_size=args.batch_size,
