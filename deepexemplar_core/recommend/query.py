@@ -23,7 +23,7 @@ from .index import (
 )
 from .loading import as_describer
 from .pca import fit_projection
-from .search import Recommendation, Searchable, rank
+from .search import QUERY_THREADS, Recommendation, Searchable, cpu_threads, rank
 
 __all__ = ["Index", "pick_reference", "recommend", "recommend_from_images"]
 
@@ -148,7 +148,10 @@ def _target_pixels(target: object) -> tuple[torch.Tensor, Path | None]:
 
 
 def _query_descriptors(describer: Describer, pixels: torch.Tensor) -> Descriptors:
-    return describe(describer, prepare_luminance(pixels)[None])
+    if describer.device.type != "cpu":
+        return describe(describer, prepare_luminance(pixels)[None])
+    with cpu_threads(QUERY_THREADS):
+        return describe(describer, prepare_luminance(pixels)[None])
 
 
 def recommend(

@@ -16,8 +16,10 @@ With projected, L2-normalised descriptors (see :mod:`.pca`):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,9 @@ MIN_CLASS_SIZE = 5
 #: Torch threads of a search on the CPU. Its operations are memory-bound: on the shared 2-core
 #: development machine one thread searched 100k images in 27 ms (median), two in 164-416 ms.
 SEARCH_THREADS = 1
+#: Torch threads of a query's descriptor (one image) on the CPU: on the same busy machine one
+#: thread took 51-75 ms (median), two 309-7668 ms.
+QUERY_THREADS = 1
 #: Images projected at a time when an index is (re)projected.
 CHUNK = 4096
 #: With ``backend="auto"``, FAISS is used for the global stage from this many rows on.
@@ -237,10 +242,17 @@ def rank(
                          f"match the candidates' {tuple(data.local.shape[1:])}")
     if data.global_.device.type != "cpu":
         return _rank(query, data, k, top_n, beta, restrict_class, exclude, backend, cache)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, SEARCH_THREADS))
-    try:
+    with cpu_threads(SEARCH_THREADS):
         return _rank(query, data, k, top_n, beta, restrict_class, exclude, backend, cache)
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """Run the block with at most ``count`` torch CPU threads (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, count)))
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
 
