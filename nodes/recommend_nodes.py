@@ -24,6 +24,8 @@ from .v3_nodes import CATEGORY, Backbone, _report
 #: can be added under this key in extra_model_paths.yaml).
 INDEX_FOLDER = "deepexemplar_indexes"
 NO_INDEX = "none: use the candidates input"
+#: Longest side of the top-k batch (the best reference itself keeps its size).
+PREVIEW_SIDE = 1024
 _INDEX_CACHE: dict[tuple, object] = {}
 
 
@@ -79,6 +81,17 @@ def letterbox(images: list[torch.Tensor], height: int, width: int) -> torch.Tens
         top, left = (height - h) // 2, (width - w) // 2
         out[i, :, top:top + h, left:left + w] = small
     return out
+
+
+def preview_size(height: int, width: int, longest: int = PREVIEW_SIDE) -> tuple[int, int]:
+    """``(height, width)`` scaled down so that the longer side is at most ``longest``.
+
+    Example:
+        >>> preview_size(3000, 4000), preview_size(300, 400)
+        ((768, 1024), (300, 400))
+    """
+    scale = min(1.0, longest / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def score_text(found: list, names: list[str]) -> str:
@@ -152,7 +165,8 @@ class RecommendReference(io.ComfyNode):
                 io.Image.Output(display_name="reference",
                                 tooltip="The best reference, at its own size."),
                 io.Image.Output(display_name="top_k",
-                                tooltip="The k best, letterboxed to the best one's size."),
+                                tooltip="The k best, letterboxed to the best one's size (at "
+                                        f"most {PREVIEW_SIDE} px on the longer side)."),
                 io.String.Output(display_name="scores",
                                  tooltip="One line per reference: score, global, local and "
                                          "histogram terms, class match, file or batch position."),
@@ -209,7 +223,7 @@ class RecommendReference(io.ComfyNode):
                                        "or excluded).", "give colour photos.")
         best = images[0]
         out = mm.intermediate_device()
-        top = letterbox(images, int(best.shape[1]), int(best.shape[2]))
+        top = letterbox(images, *preview_size(int(best.shape[1]), int(best.shape[2])))
         return io.NodeOutput(
             logic.images_to_comfy([best], out),
             top.movedim(1, -1).to(out),
