@@ -1,4 +1,4 @@
-"""A reference index on disk: build it from a folder of colour photos, update it, load it.
+"""Building a reference index from a folder of colour photos, and updating it.
 
 An index is a folder::
 
@@ -21,28 +21,36 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save as save_safetensors
 
-from .descriptors import (
-    INPUT_SIZE,
-    Describer,
-    Descriptors,
-    describe,
-    is_gray_rgb,
-    prepare_luminance,
-)
+from .descriptors import Describer, Descriptors, describe
 from .loading import as_describer, load_describer
 from .pca import Projection, fit_projection
+from .reading import IMAGE_SUFFIXES, _batches, _File, _Loaded, scan_folder
 from .search import Searchable
+from .storage import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    PARTIAL,
+    IndexError_,
+    IndexMismatchError,
+    _backbone_info,
+    _Checkpoints,
+    _projection_tensors,
+    _raw_from,
+    _raw_tensors,
+    _read_tensors,
+    _write_tensors,
+    check_compatible,
+    projection_from,
+    read_manifest,
+)
 
 __all__ = [
     "FORMAT",
@@ -59,25 +67,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "deepexemplar-reference-index"
-FORMAT_VERSION = 1
 #: PCA output sizes of the paper (fc6 4096 -> 128, relu5_4 512 -> 64).
 GLOBAL_DIMS, LOCAL_DIMS = 128, 64
 #: The PCA axes are refitted when the collection has changed by more than this fraction.
 REFIT_FRACTION = 0.1
-MANIFEST = "manifest.json"
-PARTIAL = "partial"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 Progress = Callable[[int, int], None]
-
-
-class IndexError_(ValueError):
-    """An index folder that cannot be read or built (the message says why and what to do)."""
-
-
-class IndexMismatchError(IndexError_):
-    """An index built with another backbone, other weights or another format version."""
 
 
 @dataclass
@@ -111,197 +106,6 @@ class BuildReport:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class _File:
-    path: str          # relative, with forward slashes
-    size: int
-    mtime_ns: int
-
-    def same(self, entry: dict) -> bool:
-        return entry.get("size") == self.size and entry.get("mtime_ns") == self.mtime_ns
-
-
-def scan_folder(folder: Path, exclude: Path | None = None) -> list[_File]:
-    """Image files under ``folder`` (recursively, sorted, hidden names and ``exclude`` skipped)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        here = Path(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and (exclude is None or (here / d).resolve() != exclude))
-        for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            path = here / name
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            found.append(_File(path.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns))
-    return found
-
-
-def read_manifest(index: str | os.PathLike) -> dict:
-    """The manifest of an index folder.
-
-    Raises:
-        IndexError_: missing, unreadable or not an index manifest.
-    """
-    path = Path(index) / MANIFEST
-    if not path.is_file():
-        raise IndexError_(f"index: {Path(index)} is not a reference index (no {MANIFEST}); "
-                          "build one with `deepexemplar index FOLDER -o INDEX`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise IndexError_(f"index: {path} cannot be read ({err}); rebuild the index") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IndexError_(f"index: {path} is not a {FORMAT} manifest")
-    return manifest
-
-
-def check_compatible(manifest: dict, describer: Describer, where: Path) -> None:
-    """Refuse an index of another format version, backbone or weights.
-
-    Raises:
-        IndexMismatchError: with both values and the fix.
-    """
-    version = manifest.get("version")
-    if version != FORMAT_VERSION:
-        raise IndexMismatchError(
-            f"index: {where} has format version {version}, this deepexemplar reads version "
-            f"{FORMAT_VERSION}; rebuild it with `deepexemplar index ROOT -o {where} --rebuild`")
-    backbone = manifest.get("backbone", {})
-    if backbone.get("family") != describer.family:
-        raise IndexMismatchError(
-            f"index: {where} was built with the '{backbone.get('family')}' backbone, not "
-            f"'{describer.family}'; query it with --family {backbone.get('family')} or rebuild it "
-            f"with --rebuild")
-    if backbone.get("weights_sha256") != describer.weights_sha256:
-        raise IndexMismatchError(
-            f"index: {where} was built with other '{describer.family}' weights (sha256 "
-            f"{str(backbone.get('weights_sha256'))[:12]}..., loaded {describer.weights_sha256[:12]}...); "
-            f"use the same weights or rebuild it with --rebuild")
-
-
-# ----------------------------------------------------------------------------- tensor files
-
-def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    from ..image_io import _atomic_write
-
-    data = save_safetensors({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
-    _atomic_write(path, lambda f: f.write(data))
-
-
-def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
-    except Exception as err:
-        raise IndexError_(f"index: {path} is damaged or missing ({err}); rebuild the index with "
-                          "--rebuild") from err
-
-
-def _raw_tensors(raw: Descriptors) -> dict[str, torch.Tensor]:
-    return {
-        "classes": raw.classes.to(torch.int64),
-        "global": raw.global_.to(torch.float16),
-        "local": raw.local.to(torch.float16),
-        "hist": raw.hist.to(torch.float32),
-    }
-
-
-def _raw_from(tensors: dict[str, torch.Tensor]) -> Descriptors:
-    return Descriptors(tensors["classes"], tensors["global"], tensors["local"],
-                       tensors["hist"].float())
-
-
-def _projection_tensors(prefix: str, p: Projection) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.mean": p.mean, f"{prefix}.components": p.components}
-
-
-def projection_from(tensors: dict[str, torch.Tensor], prefix: str, fitted_on: int) -> Projection:
-    """The :class:`Projection` stored under ``prefix`` in a search file."""
-    return Projection(tensors[f"{prefix}.mean"].float(), tensors[f"{prefix}.components"].float(),
-                      fitted_on)
-
-
-# ----------------------------------------------------------------------------- reading images
-
-@dataclass
-class _Loaded:
-    file: _File
-    l: torch.Tensor | None = None       # (1, 224, 224)
-    sha256: str = ""
-    size: tuple[int, int] = (0, 0)
-    problem: str = ""
-
-
-def _jpeg_draft(data: bytes) -> tuple[torch.Tensor, tuple[int, int]] | None:
-    """Fast path for 8-bit JPEGs: decode at a reduced scale (DCT scaling, at least 448 px), apply
-    the EXIF orientation. Returns ``(pixels (C, h, w) in [0, 1], original (H, W))`` or None for
-    anything else (then :func:`~deepexemplar_core.image_io.read_image` decodes it)."""
-    import io
-
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format != "JPEG" or image.mode not in ("RGB", "L"):
-                return None
-            width, height = image.size
-            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
-                width, height = height, width
-            image.draft(image.mode, (2 * INPUT_SIZE, 2 * INPUT_SIZE))
-            array = np.asarray(ImageOps.exif_transpose(image))
-    except Exception:  # noqa: BLE001 - let read_image decode it and phrase the error
-        return None
-    pixels = torch.from_numpy(array.copy()).float().div_(255.0)
-    pixels = pixels[None] if pixels.dim() == 2 else pixels.permute(2, 0, 1)
-    return pixels, (height, width)
-
-
-def _load_one(root: Path, file: _File) -> _Loaded:
-    import hashlib
-
-    from ..image_io import ImageReadError, read_image
-
-    path = root / file.path
-    try:
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        fast = _jpeg_draft(data) if data else None
-        if fast is None:
-            image = read_image(path)
-            pixels, size = image.pixels, image.size
-        else:
-            pixels, size = fast
-    except (ImageReadError, OSError) as err:
-        return _Loaded(file, problem=f"unreadable: {err}")
-    if pixels.shape[0] == 1:
-        return _Loaded(file, problem="gray image: a reference must have colour")
-    if min(pixels.shape[1:]) < 8:
-        return _Loaded(file, problem=f"too small ({pixels.shape[2]}x{pixels.shape[1]} px)")
-    small = torch.nn.functional.interpolate(pixels[None], size=(64, 64), mode="area")
-    if bool(is_gray_rgb(small)[0]):
-        return _Loaded(file, problem="no colour (R = G = B everywhere): a reference must have colour")
-    return _Loaded(file, prepare_luminance(pixels), digest, size)
-
-
-def _batches(root: Path, files: list[_File], batch_size: int) -> Iterator[list[_Loaded]]:
-    """Decode batches in two background threads, one batch ahead."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
-        pending = [pool.submit(lambda c=c: [_load_one(root, f) for f in c]) for c in chunks[:2]]
-        for i in range(len(chunks)):
-            batch = pending[i].result()
-            if i + 2 < len(chunks):
-                pending.append(pool.submit(lambda c=chunks[i + 2]: [_load_one(root, f) for f in c]))
-            yield batch
-
-
-# ----------------------------------------------------------------------------- build
-
 def _entry(loaded: _Loaded) -> dict:
     return {"path": loaded.file.path, "size": loaded.file.size, "mtime_ns": loaded.file.mtime_ns,
             "sha256": loaded.sha256, "height": loaded.size[0], "width": loaded.size[1]}
@@ -309,55 +113,6 @@ def _entry(loaded: _Loaded) -> dict:
 
 def _skip(file: _File, reason: str) -> dict:
     return {"path": file.path, "size": file.size, "mtime_ns": file.mtime_ns, "reason": reason}
-
-
-def _backbone_info(describer: Describer) -> dict:
-    return {"family": describer.family, "weights_sha256": describer.weights_sha256}
-
-
-class _Checkpoints:
-    """Finished batches of the current build in ``INDEX/partial/``."""
-
-    def __init__(self, index: Path, describer: Describer) -> None:
-        self.folder = index / PARTIAL
-        self.backbone = _backbone_info(describer)
-        self.count = len(list(self.folder.glob("chunk-*.safetensors"))) if self.folder.is_dir() else 0
-
-    def load(self, current: dict[str, _File]) -> tuple[list[dict], list[Descriptors], list[dict]]:
-        """Entries, descriptors and skipped files of earlier checkpoints still valid now."""
-        entries, parts, skipped = [], [], []
-        if not self.folder.is_dir():
-            return entries, parts, skipped
-        for chunk in sorted(self.folder.glob("chunk-*.safetensors")):
-            try:
-                tensors, meta = _read_tensors(chunk)
-                info = json.loads(meta["info"])
-            except (IndexError_, KeyError, ValueError):
-                logger.warning("ignoring a damaged checkpoint %s", chunk)
-                continue
-            if info.get("backbone") != self.backbone or info.get("version") != FORMAT_VERSION:
-                continue
-            keep = [i for i, e in enumerate(info["entries"])
-                    if e["path"] in current and current[e["path"]].same(e)]
-            if keep:
-                entries += [info["entries"][i] for i in keep]
-                parts.append(_raw_from(tensors).select(keep))
-            skipped += [s for s in info["skipped"] if s["path"] in current and current[s["path"]].same(s)]
-        return entries, parts, skipped
-
-    def save(self, entries: list[dict], raw: Descriptors | None, skipped: list[dict]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        info = {"backbone": self.backbone, "version": FORMAT_VERSION, "entries": entries,
-                "skipped": skipped}
-        tensors = _raw_tensors(raw) if raw is not None else {"empty": torch.zeros(0)}
-        if raw is None:
-            info["entries"] = []
-        self.count += 1
-        _write_tensors(self.folder / f"chunk-{self.count:06d}.safetensors", tensors,
-                       {"info": json.dumps(info)})
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _previous(index: Path, describer: Describer, rebuild: bool) -> tuple[dict | None, Descriptors | None]:

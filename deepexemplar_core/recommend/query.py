@@ -12,18 +12,18 @@ from pathlib import Path
 import torch
 
 from .descriptors import Describer, Descriptors, describe, is_gray_rgb, prepare_luminance
-from .index import (
+from .index import default_index_describer
+from .loading import as_describer
+from .pca import fit_projection
+from .search import QUERY_THREADS, Recommendation, Searchable, cpu_threads, rank
+from .storage import (
     MANIFEST,
     IndexError_,
     _read_tensors,
     check_compatible,
-    default_index_describer,
     projection_from,
     read_manifest,
 )
-from .loading import as_describer
-from .pca import fit_projection
-from .search import QUERY_THREADS, Recommendation, Searchable, cpu_threads, rank
 
 __all__ = ["Index", "pick_reference", "recommend", "recommend_from_images"]
 
