@@ -348,7 +348,9 @@ class DeepExemplarExtension(ComfyExtension):
 
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return list(NODES)
+        from .recommend_nodes import NODES as RECOMMEND_NODES  # reference recommendation
+
+        return list(NODES) + RECOMMEND_NODES
 
 
 def provide_example_images() -> None:

@@ -42,7 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``colorize`` and ``demo`` sub-commands."""
     col = subparsers.add_parser("colorize", help="colorize gray photos with a colour reference")
     col.add_argument("targets", nargs="+", type=Path, help="target images or folders of images")
-    col.add_argument("--reference", "-r", type=Path, required=True, help="colour reference image")
+    refs = col.add_mutually_exclusive_group(required=True)
+    refs.add_argument("--reference", "-r", type=Path, default=None, help="colour reference image")
+    refs.add_argument("--reference-index", type=Path, default=None,
+                      help="index folder (`deepexemplar index`): pick each target's reference "
+                           "from it (recorded in the output's metadata)")
     add_model_options(col)
     col.add_argument("-o", "--output", type=Path, required=True,
                      help="output file (one target) or folder")
@@ -231,17 +235,22 @@ def run_colorize(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
     if not targets:
         return EXIT_INPUT
+    if getattr(args, "reference_index", None) is not None:
+        return _run_with_index(args, targets)
     try:
         reference = read_image(args.reference)
     except ImageReadError as err:
         print(f"error: reference: {err}", file=sys.stderr)
         return EXIT_INPUT
     try:
-        models = load_models_from_args(args)
+        models = getattr(args, "preloaded_models", None) or load_models_from_args(args)
         config = config_from_args(args)
     except (ValueError, TypeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return exit_code_for(err)
+    if getattr(args, "reference_index_used", None) is not None:  # --reference-index
+        models.provenance["reference_index"] = str(args.reference_index_used)
+        args.preloaded_models = models  # reused for the targets of the next reference
     print(f"model family: {models.family} ({models.provenance.get('family_reason', 'as requested')}); "
           f"colorizer: {models.colorizer.name}", file=sys.stderr)
     if models.provenance.get("warning"):
@@ -311,3 +320,40 @@ def run_demo(args: argparse.Namespace) -> int:
     args.output = args.output / "example_colorized.png"
     args.save_intermediates, args.quiet, args.batch_size = False, True, 1
     return run_colorize(args)
+
+
+def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
+    """Colorize each target with the top-1 reference of ``args.reference_index``; targets that
+    share a reference are colorized together. The chosen reference is recorded in the output
+    metadata (``deepexemplar:reference``, plus ``deepexemplar:reference_index``)."""
+    from ..image_io import ImageReadError
+    from ..recommend import Index, IndexError_, pick_reference
+
+    try:
+        index = Index.load(args.reference_index)
+    except (IndexError_, ValueError) as err:
+        print(f"error: reference index: {err}", file=sys.stderr)
+        return exit_code_for(err)
+    if len(targets) > 1 and args.output.suffix.lower() in _IMAGE_LIKE:
+        print(f"error: -o {args.output}: {len(targets)} targets need an output folder, not a "
+              "file name", file=sys.stderr)
+        return EXIT_INPUT
+    chosen: dict[Path, list[Path]] = {}
+    failed = False
+    for target in targets:
+        try:
+            reference = pick_reference(args.reference_index, target, index=index)
+        except (ImageReadError, IndexError_, ValueError) as err:
+            print(f"error: {target}: {err}", file=sys.stderr)
+            failed = True
+            continue
+        print(f"{target}: reference {reference}", file=sys.stderr)
+        chosen.setdefault(reference, []).append(target)
+    code = EXIT_OK
+    for reference, group in chosen.items():
+        sub = argparse.Namespace(**vars(args))
+        sub.reference, sub.reference_index, sub.targets = reference, None, group
+        sub.reference_index_used = args.reference_index
+        code = max(code, run_colorize(sub))
+        args.preloaded_models = getattr(sub, "preloaded_models", None)
+    return EXIT_INPUT if failed and code == EXIT_OK else code

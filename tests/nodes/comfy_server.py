@@ -22,7 +22,8 @@ PACK_NAME = "comfyui-deep-exemplar"
 #: Core ComfyUI node types the example workflows use, besides the pack's own.
 CORE_NODES = ("LoadImage", "SaveImage", "PreviewImage", "MaskToImage", "ImageBatch")
 PACK_NODES = ("DeepExemplar_LoadGrayVGG", "DeepExemplar_LoadColorNet", "DeepExemplar_DenseMatch",
-              "DeepExemplar_SimilarityMaps", "DeepExemplar_ExemplarColorize")
+              "DeepExemplar_SimilarityMaps", "DeepExemplar_ExemplarColorize",
+              "DeepExemplar_RecommendReference")
 
 
 def comfyui_dir() -> Path | None:

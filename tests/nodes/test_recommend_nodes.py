@@ -1,0 +1,108 @@
+"""``RecommendReference`` inside an in-process ComfyUI (CPU), on real photos.
+
+Skipped with the reason when ``$COMFYUI_DIR`` does not point at a ComfyUI checkout.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pack_import import import_pack_module
+
+pytestmark = pytest.mark.comfyui
+
+
+@pytest.fixture(scope="module")
+def nodes(comfy):
+    return import_pack_module("nodes.recommend_nodes")
+
+
+def _run(node_cls, *args, **kwargs):
+    from comfy_api.latest import io
+
+    clone = node_cls.PREPARE_CLASS_CLONE({io.Hidden.unique_id: "9"})
+    return clone.execute(*args, **kwargs).result
+
+
+@pytest.fixture(scope="module")
+def backbone(comfy):
+    v3 = comfy[0]
+    return _run(v3.LoadGrayVGG, v3.logic.BUILTIN_LITE, False)[0]
+
+
+def _resize(image: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    chw = image.movedim(-1, 1)
+    out = torch.nn.functional.interpolate(chw, size=like.shape[1:3], mode="bilinear",
+                                          antialias=True)
+    return out.clamp(0, 1).movedim(1, -1)
+
+
+def _coffee() -> torch.Tensor:
+    from skimage import data
+
+    return torch.from_numpy(data.coffee().copy()).float()[None] / 255.0
+
+
+def test_registered_in_the_extension_with_tooltips(comfy, nodes):
+    import asyncio
+
+    pack = import_pack_module("nodes.v3_nodes")
+    listed = asyncio.run(pack.DeepExemplarExtension().get_node_list())
+    assert nodes.RecommendReference in listed
+    info = nodes.RecommendReference.GET_NODE_INFO_V1()
+    assert info["name"] == "DeepExemplar_RecommendReference"
+    assert info["category"] == "image/colorization" and info["description"]
+    for section in ("required", "optional"):
+        for name, (_, options) in info["input"][section].items():
+            assert options.get("tooltip"), name
+    assert all(info["output_tooltips"])
+
+
+def test_candidates_batch_picks_the_cat(nodes, backbone, cat_pair):
+    target, reference = cat_pair
+    decoy = _resize(_coffee(), reference)
+    gray = reference.mean(-1, keepdim=True).expand_as(reference)
+    candidates = torch.cat([decoy, gray, reference])
+    best, top, scores = _run(nodes.RecommendReference, target, backbone, nodes.NO_INDEX, 2, 0.25,
+                             True, candidates)
+    torch.testing.assert_close(best, reference)
+    assert top.shape == (2, *reference.shape[1:])
+    torch.testing.assert_close(top[:1], reference, atol=0.02, rtol=0)
+    lines = scores.splitlines()
+    assert len(lines) == 3 and lines[1].endswith("candidate 2") and lines[2].endswith("candidate 0")
+
+
+def test_index_from_the_models_folder(nodes, backbone, cat_pair, tmp_path):
+    import folder_paths
+    from PIL import Image
+
+    from deepexemplar_core.recommend import build_index
+
+    target, reference = cat_pair
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray((reference[0].numpy() * 255).round().astype("uint8")).save(photos / "cat.png")
+    Image.fromarray((_coffee()[0].numpy() * 255).round().astype("uint8")).save(photos / "coffee.png")
+    indexes = tmp_path / "indexes"
+    build_index(photos, indexes / "family", backbone.backbone)
+    folder_paths.add_model_folder_path(nodes.INDEX_FOLDER, str(indexes))
+    try:
+        assert "family" in nodes.index_options(folder_paths.get_folder_paths(nodes.INDEX_FOLDER))
+        best, top, scores = _run(nodes.RecommendReference, target, backbone, "family", 2, 0.25,
+                                 True)
+        assert best.shape == reference.shape
+        torch.testing.assert_close(best, reference, atol=1 / 255 + 1e-6, rtol=0)
+        assert top.shape[0] == 2 and str(photos / "cat.png") in scores.splitlines()[1]
+        with pytest.raises(ValueError, match="RecommendReference: the index 'gone'"):
+            _run(nodes.RecommendReference, target, backbone, "gone", 2, 0.25, True)
+    finally:
+        folder_paths.folder_names_and_paths[nodes.INDEX_FOLDER][0].remove(str(indexes))
+
+
+def test_without_candidates_or_with_only_gray_ones(nodes, backbone, cat_pair):
+    target, _ = cat_pair
+    with pytest.raises(ValueError, match="RecommendReference: no candidates"):
+        _run(nodes.RecommendReference, target, backbone, nodes.NO_INDEX, 1, 0.25, True)
+    with pytest.raises(ValueError, match="no colour candidate"):
+        _run(nodes.RecommendReference, target, backbone, nodes.NO_INDEX, 1, 0.25, True,
+             target.expand(2, -1, -1, -1))

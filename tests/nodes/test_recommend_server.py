@@ -1,0 +1,146 @@
+"""``RecommendReference`` in a real headless ComfyUI: the automatic-colorization workflow (API
+and UI as served), and indexes listed from ``models/deepexemplar/indexes`` and from a folder
+named in ``extra_model_paths.yaml``.
+
+Needs ``$COMFYUI_DIR`` (run with ComfyUI's Python); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+from comfy_server import (
+    PACK_NAME,
+    comfyui_dir,
+    free_port,
+    prepare_base,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+from pack_import import import_pack_module
+
+pytestmark = pytest.mark.comfyui
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGES = REPO / "workflows" / "images"
+batch = import_pack_module("comfy_client.batch")
+
+
+def _photos(folder: Path) -> Path:
+    """The pack's colour example image and two registry photos, as a small collection."""
+    import shutil
+
+    from PIL import Image
+    from skimage import data
+
+    folder.mkdir(parents=True)
+    shutil.copy(IMAGES / "deepexemplar_reference_cat.jpg", folder / "cat.jpg")
+    Image.fromarray(data.coffee()).save(folder / "coffee.png")
+    Image.fromarray(data.rocket()).save(folder / "rocket.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``(url, base, photos)``: a server whose models/deepexemplar/indexes holds ``main`` and whose
+    extra_model_paths.yaml names another folder holding ``extra``."""
+    comfy = comfyui_dir()
+    if comfy is None:
+        pytest.skip("COMFYUI_DIR is not set to a ComfyUI checkout; the server test needs one "
+                    "(see docs/comfyui.md 'Running the tests')")
+    from deepexemplar_core.recommend import build_index
+
+    base = tmp_path_factory.mktemp("comfy_recommend")
+    weights = prepare_base(base)
+    photos = _photos(base / "photos")
+    build_index(photos, weights / "indexes" / "main", "lite")
+    build_index(photos, base / "elsewhere" / "my_indexes" / "extra", "lite")
+    config = base / "extra_model_paths.yaml"
+    config.write_text(f"test_paths:\n    base_path: {base / 'elsewhere'}\n"
+                      "    deepexemplar_indexes: my_indexes/\n", encoding="utf-8")
+    port, log = free_port(), base / "comfyui.log"
+    process = start_server(comfy, base, port, log, ("--extra-model-paths-config", str(config)))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, log)
+        yield url, base, photos
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return batch.ComfyClient(server[0], retries=2, timeout=120)
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=60) as answer:
+        return json.loads(answer.read())
+
+
+def _images(client, entry: dict, kind: str):
+    from PIL import Image
+
+    return [Image.open(io.BytesIO(client.download(item))).convert("RGB")
+            for output in entry["outputs"].values() for item in output.get("images", [])
+            if item["type"] == kind]
+
+
+def _chroma(image) -> float:
+    import numpy as np
+
+    rgb = np.asarray(image, dtype=np.float32) / 255.0
+    return float((rgb.max(-1) - rgb.min(-1)).mean())
+
+
+def _workflow() -> dict:
+    return json.loads((REPO / "workflows" / "api" / "auto_colorize.json").read_text())
+
+
+def test_auto_colorize_workflow_runs(client):
+    from PIL import Image
+
+    entry = client.wait(client.queue_prompt(_workflow()), 600)
+    saved = _images(client, entry, "output")
+    target = Image.open(IMAGES / "deepexemplar_target_cat.jpg")
+    assert len(saved) == 1 and saved[0].size == target.size and _chroma(saved[0]) > 0.02
+    previews = _images(client, entry, "temp")
+    # k = 2, but the gray candidate is never recommended: only the colour cat is left (Image
+    # Batch resized it to the first candidate's size).
+    first = Image.open(IMAGES / "deepexemplar_target_cat_3.jpg")
+    assert len(previews) == 1 and previews[0].size == first.size
+    assert _chroma(previews[0]) > 0.02
+
+
+def test_auto_colorize_ui_workflow_as_served(client, server):
+    workflow_mod = import_pack_module("comfy_client.workflow")
+    ui = _get(server[0] + f"/api/workflow_templates/{PACK_NAME}/auto_colorize.json")
+    prompt = workflow_mod.ui_to_api(ui, _get(server[0] + "/object_info"))
+    prompt["8"]["inputs"]["strength"] = 0.9  # not cached from the API run
+    saved = _images(client, client.wait(client.queue_prompt(prompt), 600), "output")
+    assert len(saved) == 1 and _chroma(saved[0]) > 0.02
+
+
+def test_indexes_listed_from_models_folder_and_extra_paths(server):
+    info = _get(server[0] + "/object_info/DeepExemplar_RecommendReference")
+    options = info["DeepExemplar_RecommendReference"]["input"]["required"]["index"][1]["options"]
+    assert options[0].startswith("none") and {"main", "extra"} <= set(options)
+
+
+@pytest.mark.parametrize("index", ["main", "extra"])
+def test_index_workflow_picks_the_cat(client, server, index):
+    workflow = _workflow()
+    workflow["7"]["inputs"]["index"] = index
+    del workflow["7"]["inputs"]["candidates"]
+    entry = client.wait(client.queue_prompt(workflow), 600)
+    previews = _images(client, entry, "temp")
+    from PIL import Image
+
+    cat = Image.open(server[2] / "cat.jpg").convert("RGB")
+    assert previews[0].size == cat.size  # the top-k batch is letterboxed to the best one's size
+    assert len(_images(client, entry, "output")) == 1
