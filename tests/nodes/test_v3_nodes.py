@@ -133,7 +133,7 @@ def test_paper_chain_on_generated_weights(v3, weights_folder, cat_pair):
     ("target", "reference", "message"),
     [
         ("rgba", "colour", r"ExemplarColorize: 'target' has 4 channels"),
-        ("gray", "gray", r"ExemplarColorize: 'reference' has no colour"),
+        ("gray", "gray", r"ExemplarColorize: reference: has no colour.*swapped"),
         ("gray", "batch", r"ExemplarColorize: 'reference' is a batch of 2"),
     ],
 )
