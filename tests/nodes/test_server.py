@@ -187,7 +187,7 @@ def test_paper_weights_workflow(client, tiny_paper_weights):
 def test_bad_input_names_node_and_server_keeps_running(client, server):
     workflow = _workflow("colorize_photo")
     workflow["2"]["inputs"]["image"] = "deepexemplar_target_cat_2.jpg"  # gray "reference"
-    with pytest.raises(batch.ComfyError, match=r"DeepExemplar ExemplarColorize: 'reference' has "
+    with pytest.raises(batch.ComfyError, match=r"DeepExemplar ExemplarColorize: reference: has "
                                                r"no colour.*swapped"):
         _run(client, workflow)
     workflow = _workflow("colorize_photo")
