@@ -133,7 +133,8 @@ def metric_flows(l: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         fwd = torch.from_numpy(dis(u8[t], u8[t + 1])).permute(2, 0, 1)
         bwd = torch.from_numpy(dis(u8[t + 1], u8[t])).permute(2, 0, 1)
         _, inside = warp(torch.zeros(1, *fwd.shape[1:]), fwd)
-        flows.append((fwd, (flow_consistent(fwd, bwd) & inside).float()))
+        bwd_at_p, _ = warp(bwd, fwd)
+        flows.append((fwd, (flow_consistent(fwd, bwd_at_p) & inside).float()))
     return flows
 
 
@@ -201,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-preset", default=None)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--refs", default="clip,photo")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch/OpenCV threads (0: library defaults)")
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
     base = TemporalConfig()
@@ -234,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 metrics["cuts"] = len(result.scene_cuts)
                 rows.append((name, ref_name, mode, metrics, fps))
                 print(f"done {name} {ref_name} {mode}", file=sys.stderr, flush=True)
-    print(f"\nMachine: {machine()}")
+    print(f"\nMachine: {machine()}, OpenCV threads {cv2.getNumThreads()}")
     print(f"TemporalConfig: {base}\n")
     print("| clip | reference | mode | E_warp RGB x1e3 | change | E_warp ab | change | CDC x1e3 "
           "| ab PSNR dB | change | cuts | max residual | colorize f/s | flow f/s | "

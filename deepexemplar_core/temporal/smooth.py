@@ -270,13 +270,15 @@ class TemporalSmoother:
         flow_time = time.perf_counter() - start
         start = time.perf_counter()
         flow_bw = torch.from_numpy(flow_bw_np).permute(2, 0, 1).to(self.device)
-        warped, inside = warp(torch.cat((self._prev_l, self._prev_ab)), flow_bw)
+        stack = [self._prev_l, self._prev_ab]
+        if flow_fw_np is not None:  # warped along with the rest: one sampling pass
+            stack.append(torch.from_numpy(flow_fw_np).permute(2, 0, 1).to(self.device))
+        warped, inside = warp(torch.cat(stack), flow_bw)
         weight = warp_weight(l, warped[:1], self.config.weight_sigma) * inside
         if flow_fw_np is not None:
-            flow_fw = torch.from_numpy(flow_fw_np).permute(2, 0, 1).to(self.device)
-            weight = weight * flow_consistent(flow_bw, flow_fw)
+            weight = weight * flow_consistent(flow_bw, warped[3:5])
         self._sync()
-        return weight, flow_time, time.perf_counter() - start, warped[1:]
+        return weight, flow_time, time.perf_counter() - start, warped[1:3]
 
 
 def _frames(name: str, frames: object) -> tuple[Iterable[torch.Tensor], int]:

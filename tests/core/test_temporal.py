@@ -246,3 +246,15 @@ def test_bad_clips_name_the_argument() -> None:
         temporal_smooth(iter(list(l)), iter(list(ab)))
     with pytest.raises(TypeError, match="frames_l"):
         temporal_smooth(5, ab)
+
+
+def test_cpu_remap_and_grid_sample_warps_agree() -> None:
+    from deepexemplar_core.temporal.flow import _base_grid, _grid_sample, _remap
+
+    gen = torch.Generator().manual_seed(4)
+    x = _lab(data.astronaut(), (64, 80))
+    flow = torch.randn(2, 64, 80, generator=gen) * 4
+    pos = _base_grid(64, 80, x.device) + flow
+    # OpenCV interpolates with 1/32-pixel weights: agreement to a small fraction of the range.
+    assert (_remap(x, pos) - _grid_sample(x, pos)).abs().max() < 2.0
+    assert (_remap(x, pos) - _grid_sample(x, pos)).abs().mean() < 0.1
