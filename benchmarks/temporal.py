@@ -124,28 +124,39 @@ def per_frame_ab(
     return ab, seconds
 
 
-def metric_flows(l: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """For t < N - 1: the flow t -> t+1 and the non-occluded mask, on the true luminance."""
+def metric_flows(l: torch.Tensor, cut: float = 0.2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For t < N - 1: the flow t -> t+1 and the non-occluded mask, on the true luminance.
+
+    A pair whose mean Bonneel weight (``exp(-dL^2 / 50)`` times the mask) is below ``cut`` spans a
+    scene cut; its mask is all zero so that it drops out of the warp error (Lai et al.'s metric
+    assumes one shot; the pair across a cut would otherwise dominate every mode's mean equally).
+    """
     dis = DisFlow("medium", max_width=10_000)
     u8 = [luminance_u8(x) for x in l]
     flows = []
     for t in range(len(u8) - 1):
         fwd = torch.from_numpy(dis(u8[t], u8[t + 1])).permute(2, 0, 1)
         bwd = torch.from_numpy(dis(u8[t + 1], u8[t])).permute(2, 0, 1)
-        _, inside = warp(torch.zeros(1, *fwd.shape[1:]), fwd)
-        bwd_at_p, _ = warp(bwd, fwd)
-        flows.append((fwd, (flow_consistent(fwd, bwd_at_p) & inside).float()))
+        warped, inside = warp(torch.cat((bwd, l[t + 1])), fwd)
+        mask = (flow_consistent(fwd, warped[:2]) & inside).float()
+        weight = torch.exp(-(l[t] - warped[2:]).square() / 50.0) * mask
+        if float(weight.mean()) < cut:
+            mask = torch.zeros_like(mask)
+        flows.append((fwd, mask))
     return flows
 
 
 def warp_error(frames: torch.Tensor, flows) -> float:
-    """Lai et al.'s E_warp of ``(N, C, H, W)`` frames (mean over t of masked mean squared error)."""
+    """Lai et al.'s E_warp of ``(N, C, H, W)`` frames (mean over t of masked mean squared error),
+    pairs across scene cuts (empty masks) left out."""
     errors = []
     for t, (flow, mask) in enumerate(flows):
+        if not mask.any():
+            continue
         warped, _ = warp(frames[t + 1], flow)
         err = ((frames[t] - warped).square().sum(0, keepdim=True) * mask).sum()
-        errors.append(float(err / mask.sum().clamp_min(1)))
-    return float(np.mean(errors))
+        errors.append(float(err / mask.sum()))
+    return float(np.mean(errors)) if errors else float("nan")
 
 
 def cdc(rgb: torch.Tensor, dilations=(1, 2, 4)) -> float:
@@ -202,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-preset", default=None)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--refs", default="clip,photo")
+    parser.add_argument("--speed-clip", default=None,
+                        help="PATH: also time the smoothing alone on 12 frames at 854x480")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch/OpenCV threads (0: library defaults)")
     args = parser.parse_args(argv)
@@ -240,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 metrics["cuts"] = len(result.scene_cuts)
                 rows.append((name, ref_name, mode, metrics, fps))
                 print(f"done {name} {ref_name} {mode}", file=sys.stderr, flush=True)
+    speed = speed_table(args.speed_clip) if args.speed_clip else []
     print(f"\nMachine: {machine()}, OpenCV threads {cv2.getNumThreads()}")
     print(f"TemporalConfig: {base}\n")
     print("| clip | reference | mode | E_warp RGB x1e3 | change | E_warp ab | change | CDC x1e3 "
@@ -264,7 +278,33 @@ def main(argv: list[str] | None = None) -> int:
               f"{fps.get('colorize', float('nan')):.2f} | {fps.get('flow', float('nan')):.1f} | "
               f"{float('nan') if stage is None else stage:.1f} | "
               f"{fps.get('total', float('nan')):.1f} |")
+    if speed:
+        print("\nSmoothing alone, 854x480, seconds per frame (mean of 11 frame pairs):\n")
+        print("| mode | flow preset | occlusion check | flow | warp+weight | solve/filter | total "
+              "| frames/s |")
+        print("|---" * 8 + "|")
+        for row in speed:
+            print("| " + " | ".join(str(x) for x in row) + " |")
     return 0
+
+
+def speed_table(path: str) -> list[tuple]:
+    """Seconds per frame of each smoothing stage at 854x480 (12 frames of ``path``)."""
+    frames = read_segment(path, 0, 12, 854)
+    lab = rgb_to_lab(frames)
+    l, ab = lab[:, :1], lab[:, 1:] + torch.randn_like(lab[:, 1:])
+    rows = []
+    for mode, preset, occ in (("fast", "ultrafast", False), ("fast", "fast", False),
+                              ("fast", "fast", True), ("fast", "medium", True),
+                              ("bonneel", "medium", True)):
+        res = temporal_smooth(l, ab, TemporalConfig(mode=mode, flow_preset=preset,
+                                                    occlusion_check=occ))
+        n = l.shape[0] - 1
+        t = {k: v / n for k, v in res.timings.items()}
+        stage = t.get("solve", t.get("filter", 0.0))
+        rows.append((mode, preset, occ, f"{t['flow']:.3f}", f"{t['warp']:.3f}", f"{stage:.3f}",
+                     f"{t['total']:.3f}", f"{1 / t['total']:.1f}"))
+    return rows
 
 
 if __name__ == "__main__":

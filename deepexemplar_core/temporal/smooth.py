@@ -74,15 +74,15 @@ class TemporalConfig:
     """
 
     mode: str = "bonneel"
-    lam: float = 0.05
+    lam: float = 0.01
     flow_preset: str = "medium"
     flow_width: int = 960
     occlusion_check: bool = True
     scene_cut: float = 0.2
     weight_sigma: float = 5.0
     tol: float = 1e-3
-    max_iter: int = 150
-    fast_sigma: float = 8.0
+    max_iter: int = 300
+    fast_sigma: float = 2.0
     fast_min_weight: float = 0.25
 
     def __post_init__(self) -> None:
