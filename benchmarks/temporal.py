@@ -48,7 +48,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deepexemplar_core import (  # noqa: E402
+from deepexemplar_core import (
     ColorizeConfig,
     TemporalConfig,
     colorize,
@@ -57,8 +57,8 @@ from deepexemplar_core import (  # noqa: E402
     rgb_to_lab,
     temporal_smooth,
 )
-from deepexemplar_core.metrics import ab_psnr  # noqa: E402
-from deepexemplar_core.temporal.flow import (  # noqa: E402
+from deepexemplar_core.metrics import ab_psnr
+from deepexemplar_core.temporal.flow import (
     DisFlow,
     flow_consistent,
     luminance_u8,
@@ -162,10 +162,12 @@ def warp_error(frames: torch.Tensor, flows) -> float:
 def cdc(rgb: torch.Tensor, dilations=(1, 2, 4)) -> float:
     """Colour distribution consistency of ``(N, 3, H, W)`` sRGB in [0, 1]."""
     u8 = (rgb * 255).round().clamp(0, 255).to(torch.uint8)
-    hists = np.stack([
-        np.stack([np.bincount(f[c].flatten().numpy(), minlength=256) for c in range(3)])
-        for f in u8
-    ]).astype(np.float64)
+    hists = np.stack(
+        [
+            np.stack([np.bincount(f[c].flatten().numpy(), minlength=256) for c in range(3)])
+            for f in u8
+        ]
+    ).astype(np.float64)
     hists /= hists.sum(-1, keepdims=True)
     values = []
     for d in dilations:
@@ -197,8 +199,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-            f"OpenCV {cv2.__version__}, {platform.system()} {platform.machine()}")
+    return (
+        f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"OpenCV {cv2.__version__}, {platform.system()} {platform.machine()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,10 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-preset", default=None)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--refs", default="clip,photo")
-    parser.add_argument("--speed-clip", default=None,
-                        help="PATH: also time the smoothing alone on 12 frames at 854x480")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch/OpenCV threads (0: library defaults)")
+    parser.add_argument(
+        "--speed-clip",
+        default=None,
+        help="PATH: also time the smoothing alone on 12 frames at 854x480",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch/OpenCV threads (0: library defaults)"
+    )
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -224,8 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
     base = TemporalConfig()
-    overrides = {k: v for k, v in (("lam", args.lam), ("fast_sigma", args.fast_sigma),
-                                   ("flow_preset", args.flow_preset)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("lam", args.lam),
+            ("fast_sigma", args.fast_sigma),
+            ("flow_preset", args.flow_preset),
+        )
+        if v is not None
+    }
     base = replace(base, **overrides)
     models = load_models("lite")
     rows = []
@@ -240,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, "-", "truth", truth, {}))
         for ref_name in args.refs.split(","):
             reference = frames[0] if ref_name == "clip" else photo_reference()
-            ab, colorize_s = per_frame_ab(frames, reference, models, args.size, args.cache,
-                                          f"{spec}:{ref_name}:{args.width}")
+            ab, colorize_s = per_frame_ab(
+                frames, reference, models, args.size, args.cache, f"{spec}:{ref_name}:{args.width}"
+            )
             for mode in args.modes.split(","):
                 result = temporal_smooth(l, ab, replace(base, mode=mode))
                 metrics = evaluate(l, result.ab, ab_true, flows)
@@ -256,36 +272,50 @@ def main(argv: list[str] | None = None) -> int:
     speed = speed_table(args.speed_clip) if args.speed_clip else []
     print(f"\nMachine: {machine()}, OpenCV threads {cv2.getNumThreads()}")
     print(f"TemporalConfig: {base}\n")
-    print("| clip | reference | mode | E_warp RGB x1e3 | change | E_warp ab | change | CDC x1e3 "
-          "| ab PSNR dB | change | cuts | max residual | colorize f/s | flow f/s | "
-          "solve/filter f/s | smoothing f/s |")
-    print("|---" * 16 + "|")
-    off = {}
-    for name, ref, mode, m, fps in rows:
-        if mode == "off":
-            off[(name, ref)] = m
-        o = off.get((name, ref))
-        def change(key, rel=True):
-            if o is None or mode in ("off", "truth"):
-                return ""
-            return (f"{100 * (m[key] / o[key] - 1):+.0f}%" if rel
-                    else f"{m[key] - o[key]:+.2f}")
-        stage = fps.get("solve", fps.get("filter"))
-        print(f"| {name} | {ref} | {mode} | {m['ewarp']:.3f} | {change('ewarp')} | "
-              f"{m['ewarp_ab']:.2f} | {change('ewarp_ab')} | {m['cdc']:.3f} | {m['psnr']:.2f} | "
-              f"{change('psnr', False)} | {m.get('cuts', '')} | "
-              f"{'' if np.isnan(m.get('residual', np.nan)) else format(m['residual'], '.1e')} | "
-              f"{fps.get('colorize', float('nan')):.2f} | {fps.get('flow', float('nan')):.1f} | "
-              f"{float('nan') if stage is None else stage:.1f} | "
-              f"{fps.get('total', float('nan')):.1f} |")
+    print_table(rows)
     if speed:
         print("\nSmoothing alone, 854x480, seconds per frame (mean of 11 frame pairs):\n")
-        print("| mode | flow preset | occlusion check | flow | warp+weight | solve/filter | total "
-              "| frames/s |")
+        print(
+            "| mode | flow preset | occlusion check | flow | warp+weight | solve/filter | total "
+            "| frames/s |"
+        )
         print("|---" * 8 + "|")
         for row in speed:
             print("| " + " | ".join(str(x) for x in row) + " |")
     return 0
+
+
+def _change(m: dict, o: dict | None, key: str, mode: str, rel: bool = True) -> str:
+    """Change of ``m[key]`` against the ``off`` row ``o`` (relative % or absolute)."""
+    if o is None or mode in ("off", "truth"):
+        return ""
+    return f"{100 * (m[key] / o[key] - 1):+.0f}%" if rel else f"{m[key] - o[key]:+.2f}"
+
+
+def print_table(rows: list[tuple]) -> None:
+    """The markdown table of quality and speed, one row per clip, reference and mode."""
+    print(
+        "| clip | reference | mode | E_warp RGB x1e3 | change | E_warp ab | change | CDC x1e3 "
+        "| ab PSNR dB | change | cuts | max residual | colorize f/s | flow f/s | "
+        "solve/filter f/s | smoothing f/s |"
+    )
+    print("|---" * 16 + "|")
+    off: dict = {}
+    nan = float("nan")
+    for name, ref, mode, m, fps in rows:
+        if mode == "off":
+            off[(name, ref)] = m
+        o = off.get((name, ref))
+        stage = fps.get("solve", fps.get("filter", nan))
+        residual = m.get("residual", nan)
+        print(
+            f"| {name} | {ref} | {mode} | {m['ewarp']:.3f} | {_change(m, o, 'ewarp', mode)} | "
+            f"{m['ewarp_ab']:.2f} | {_change(m, o, 'ewarp_ab', mode)} | {m['cdc']:.3f} | "
+            f"{m['psnr']:.2f} | {_change(m, o, 'psnr', mode, rel=False)} | "
+            f"{m.get('cuts', '')} | {'' if np.isnan(residual) else format(residual, '.1e')} | "
+            f"{fps.get('colorize', nan):.2f} | {fps.get('flow', nan):.1f} | {stage:.1f} | "
+            f"{fps.get('total', nan):.1f} |"
+        )
 
 
 def speed_table(path: str) -> list[tuple]:
@@ -294,16 +324,31 @@ def speed_table(path: str) -> list[tuple]:
     lab = rgb_to_lab(frames)
     l, ab = lab[:, :1], lab[:, 1:] + torch.randn_like(lab[:, 1:])
     rows = []
-    for mode, preset, occ in (("fast", "ultrafast", False), ("fast", "fast", False),
-                              ("fast", "fast", True), ("fast", "medium", True),
-                              ("bonneel", "medium", True)):
-        res = temporal_smooth(l, ab, TemporalConfig(mode=mode, flow_preset=preset,
-                                                    occlusion_check=occ))
+    for mode, preset, occ in (
+        ("fast", "ultrafast", False),
+        ("fast", "fast", False),
+        ("fast", "fast", True),
+        ("fast", "medium", True),
+        ("bonneel", "medium", True),
+    ):
+        res = temporal_smooth(
+            l, ab, TemporalConfig(mode=mode, flow_preset=preset, occlusion_check=occ)
+        )
         n = l.shape[0] - 1
         t = {k: v / n for k, v in res.timings.items()}
         stage = t.get("solve", t.get("filter", 0.0))
-        rows.append((mode, preset, occ, f"{t['flow']:.3f}", f"{t['warp']:.3f}", f"{stage:.3f}",
-                     f"{t['total']:.3f}", f"{1 / t['total']:.1f}"))
+        rows.append(
+            (
+                mode,
+                preset,
+                occ,
+                f"{t['flow']:.3f}",
+                f"{t['warp']:.3f}",
+                f"{stage:.3f}",
+                f"{t['total']:.3f}",
+                f"{1 / t['total']:.1f}",
+            )
+        )
     return rows
 
 

@@ -156,7 +156,10 @@ def _grid_sample(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         dim=-1,
     )
     out = F.grid_sample(
-        x.unsqueeze(0).float(), grid.unsqueeze(0), mode="bilinear", padding_mode="border",
+        x.unsqueeze(0).float(),
+        grid.unsqueeze(0),
+        mode="bilinear",
+        padding_mode="border",
         align_corners=True,
     )
     return out[0]

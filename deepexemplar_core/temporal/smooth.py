@@ -105,7 +105,9 @@ class TemporalConfig:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
                 raise ValueError(f"{name}: expected a number {want}, got {value!r}")
         if not isinstance(self.flow_width, int) or self.flow_width < MIN_SIDE:
-            raise ValueError(f"flow_width: expected an integer >= {MIN_SIDE}, got {self.flow_width!r}")
+            raise ValueError(
+                f"flow_width: expected an integer >= {MIN_SIDE}, got {self.flow_width!r}"
+            )
         if not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter: expected an integer >= 1, got {self.max_iter!r}")
 
@@ -281,11 +283,10 @@ class TemporalSmoother:
         return weight, flow_time, time.perf_counter() - start, warped[1:3]
 
 
-def _frames(name: str, frames: object) -> tuple[Iterable[torch.Tensor], int]:
+def _frames(name: str, frames: object, channels: int) -> tuple[Iterable[torch.Tensor], int]:
     """``(N, C, H, W)`` tensor or iterable of ``(C, H, W)`` -> (iterable, N or 0 if unknown)."""
     if isinstance(frames, torch.Tensor):
-        _checks.check_shape(name, frames, ("N", frames.shape[1] if frames.dim() == 4 else "C",
-                                           "H", "W"))
+        _checks.check_shape(name, frames, ("N", channels, "H", "W"))
         return frames.unbind(0), frames.shape[0]
     if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
         raise TypeError(
@@ -329,13 +330,8 @@ def temporal_smooth(
     config = TemporalConfig() if config is None else config
     if not isinstance(config, TemporalConfig):
         raise TypeError(f"config: expected a TemporalConfig, got {type(config).__name__}")
-    if isinstance(frames_l, torch.Tensor) and isinstance(frames_ab, torch.Tensor):
-        _checks.check_shape("frames_l", frames_l, ("N", 1, "H", "W"))
-        _checks.check_shape("frames_ab", frames_ab, ("N", 2, "H", "W"))
-        _checks.check_same("frames_l length", frames_l.shape[0], "frames_ab length",
-                           frames_ab.shape[0])
-    it_l, total = _frames("frames_l", frames_l)
-    it_ab, total_ab = _frames("frames_ab", frames_ab)
+    it_l, total = _frames("frames_l", frames_l, 1)
+    it_ab, total_ab = _frames("frames_ab", frames_ab, 2)
     if total and total_ab:
         _checks.check_same("frames_l length", total, "frames_ab length", total_ab)
     total = total or total_ab
