@@ -48,7 +48,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deepexemplar_core import (  # noqa: E402
+from deepexemplar_core import (
     ColorizeConfig,
     TemporalConfig,
     colorize,
@@ -57,8 +57,8 @@ from deepexemplar_core import (  # noqa: E402
     rgb_to_lab,
     temporal_smooth,
 )
-from deepexemplar_core.metrics import ab_psnr  # noqa: E402
-from deepexemplar_core.temporal.flow import (  # noqa: E402
+from deepexemplar_core.metrics import ab_psnr
+from deepexemplar_core.temporal.flow import (
     DisFlow,
     flow_consistent,
     luminance_u8,
@@ -124,36 +124,50 @@ def per_frame_ab(
     return ab, seconds
 
 
-def metric_flows(l: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """For t < N - 1: the flow t -> t+1 and the non-occluded mask, on the true luminance."""
+def metric_flows(l: torch.Tensor, cut: float = 0.2) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For t < N - 1: the flow t -> t+1 and the non-occluded mask, on the true luminance.
+
+    A pair whose mean Bonneel weight (``exp(-dL^2 / 50)`` times the mask) is below ``cut`` spans a
+    scene cut; its mask is all zero so that it drops out of the warp error (Lai et al.'s metric
+    assumes one shot; the pair across a cut would otherwise dominate every mode's mean equally).
+    """
     dis = DisFlow("medium", max_width=10_000)
     u8 = [luminance_u8(x) for x in l]
     flows = []
     for t in range(len(u8) - 1):
         fwd = torch.from_numpy(dis(u8[t], u8[t + 1])).permute(2, 0, 1)
         bwd = torch.from_numpy(dis(u8[t + 1], u8[t])).permute(2, 0, 1)
-        _, inside = warp(torch.zeros(1, *fwd.shape[1:]), fwd)
-        flows.append((fwd, (flow_consistent(fwd, bwd) & inside).float()))
+        warped, inside = warp(torch.cat((bwd, l[t + 1])), fwd)
+        mask = (flow_consistent(fwd, warped[:2]) & inside).float()
+        weight = torch.exp(-(l[t] - warped[2:]).square() / 50.0) * mask
+        if float(weight.mean()) < cut:
+            mask = torch.zeros_like(mask)
+        flows.append((fwd, mask))
     return flows
 
 
 def warp_error(frames: torch.Tensor, flows) -> float:
-    """Lai et al.'s E_warp of ``(N, C, H, W)`` frames (mean over t of masked mean squared error)."""
+    """Lai et al.'s E_warp of ``(N, C, H, W)`` frames (mean over t of masked mean squared error),
+    pairs across scene cuts (empty masks) left out."""
     errors = []
     for t, (flow, mask) in enumerate(flows):
+        if not mask.any():
+            continue
         warped, _ = warp(frames[t + 1], flow)
         err = ((frames[t] - warped).square().sum(0, keepdim=True) * mask).sum()
-        errors.append(float(err / mask.sum().clamp_min(1)))
-    return float(np.mean(errors))
+        errors.append(float(err / mask.sum()))
+    return float(np.mean(errors)) if errors else float("nan")
 
 
 def cdc(rgb: torch.Tensor, dilations=(1, 2, 4)) -> float:
     """Colour distribution consistency of ``(N, 3, H, W)`` sRGB in [0, 1]."""
     u8 = (rgb * 255).round().clamp(0, 255).to(torch.uint8)
-    hists = np.stack([
-        np.stack([np.bincount(f[c].flatten().numpy(), minlength=256) for c in range(3)])
-        for f in u8
-    ]).astype(np.float64)
+    hists = np.stack(
+        [
+            np.stack([np.bincount(f[c].flatten().numpy(), minlength=256) for c in range(3)])
+            for f in u8
+        ]
+    ).astype(np.float64)
     hists /= hists.sum(-1, keepdims=True)
     values = []
     for d in dilations:
@@ -185,8 +199,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-            f"OpenCV {cv2.__version__}, {platform.system()} {platform.machine()}")
+    return (
+        f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"OpenCV {cv2.__version__}, {platform.system()} {platform.machine()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,12 +217,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flow-preset", default=None)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--refs", default="clip,photo")
+    parser.add_argument(
+        "--speed-clip",
+        default=None,
+        help="PATH: also time the smoothing alone on 12 frames at 854x480",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch/OpenCV threads (0: library defaults)"
+    )
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     if args.cache is not None:
         args.cache.mkdir(parents=True, exist_ok=True)
     base = TemporalConfig()
-    overrides = {k: v for k, v in (("lam", args.lam), ("fast_sigma", args.fast_sigma),
-                                   ("flow_preset", args.flow_preset)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("lam", args.lam),
+            ("fast_sigma", args.fast_sigma),
+            ("flow_preset", args.flow_preset),
+        )
+        if v is not None
+    }
     base = replace(base, **overrides)
     models = load_models("lite")
     rows = []
@@ -221,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, "-", "truth", truth, {}))
         for ref_name in args.refs.split(","):
             reference = frames[0] if ref_name == "clip" else photo_reference()
-            ab, colorize_s = per_frame_ab(frames, reference, models, args.size, args.cache,
-                                          f"{spec}:{ref_name}:{args.width}")
+            ab, colorize_s = per_frame_ab(
+                frames, reference, models, args.size, args.cache, f"{spec}:{ref_name}:{args.width}"
+            )
             for mode in args.modes.split(","):
                 result = temporal_smooth(l, ab, replace(base, mode=mode))
                 metrics = evaluate(l, result.ab, ab_true, flows)
@@ -234,31 +269,87 @@ def main(argv: list[str] | None = None) -> int:
                 metrics["cuts"] = len(result.scene_cuts)
                 rows.append((name, ref_name, mode, metrics, fps))
                 print(f"done {name} {ref_name} {mode}", file=sys.stderr, flush=True)
-    print(f"\nMachine: {machine()}")
+    speed = speed_table(args.speed_clip) if args.speed_clip else []
+    print(f"\nMachine: {machine()}, OpenCV threads {cv2.getNumThreads()}")
     print(f"TemporalConfig: {base}\n")
-    print("| clip | reference | mode | E_warp RGB x1e3 | change | E_warp ab | change | CDC x1e3 "
-          "| ab PSNR dB | change | cuts | max residual | colorize f/s | flow f/s | "
-          "solve/filter f/s | smoothing f/s |")
+    print_table(rows)
+    if speed:
+        print("\nSmoothing alone, 854x480, seconds per frame (mean of 11 frame pairs):\n")
+        print(
+            "| mode | flow preset | occlusion check | flow | warp+weight | solve/filter | total "
+            "| frames/s |"
+        )
+        print("|---" * 8 + "|")
+        for row in speed:
+            print("| " + " | ".join(str(x) for x in row) + " |")
+    return 0
+
+
+def _change(m: dict, o: dict | None, key: str, mode: str, rel: bool = True) -> str:
+    """Change of ``m[key]`` against the ``off`` row ``o`` (relative % or absolute)."""
+    if o is None or mode in ("off", "truth"):
+        return ""
+    return f"{100 * (m[key] / o[key] - 1):+.0f}%" if rel else f"{m[key] - o[key]:+.2f}"
+
+
+def print_table(rows: list[tuple]) -> None:
+    """The markdown table of quality and speed, one row per clip, reference and mode."""
+    print(
+        "| clip | reference | mode | E_warp RGB x1e3 | change | E_warp ab | change | CDC x1e3 "
+        "| ab PSNR dB | change | cuts | max residual | colorize f/s | flow f/s | "
+        "solve/filter f/s | smoothing f/s |"
+    )
     print("|---" * 16 + "|")
-    off = {}
+    off: dict = {}
+    nan = float("nan")
     for name, ref, mode, m, fps in rows:
         if mode == "off":
             off[(name, ref)] = m
         o = off.get((name, ref))
-        def change(key, rel=True):
-            if o is None or mode in ("off", "truth"):
-                return ""
-            return (f"{100 * (m[key] / o[key] - 1):+.0f}%" if rel
-                    else f"{m[key] - o[key]:+.2f}")
-        stage = fps.get("solve", fps.get("filter"))
-        print(f"| {name} | {ref} | {mode} | {m['ewarp']:.3f} | {change('ewarp')} | "
-              f"{m['ewarp_ab']:.2f} | {change('ewarp_ab')} | {m['cdc']:.3f} | {m['psnr']:.2f} | "
-              f"{change('psnr', False)} | {m.get('cuts', '')} | "
-              f"{'' if np.isnan(m.get('residual', np.nan)) else format(m['residual'], '.1e')} | "
-              f"{fps.get('colorize', float('nan')):.2f} | {fps.get('flow', float('nan')):.1f} | "
-              f"{float('nan') if stage is None else stage:.1f} | "
-              f"{fps.get('total', float('nan')):.1f} |")
-    return 0
+        stage = fps.get("solve", fps.get("filter", nan))
+        residual = m.get("residual", nan)
+        print(
+            f"| {name} | {ref} | {mode} | {m['ewarp']:.3f} | {_change(m, o, 'ewarp', mode)} | "
+            f"{m['ewarp_ab']:.2f} | {_change(m, o, 'ewarp_ab', mode)} | {m['cdc']:.3f} | "
+            f"{m['psnr']:.2f} | {_change(m, o, 'psnr', mode, rel=False)} | "
+            f"{m.get('cuts', '')} | {'' if np.isnan(residual) else format(residual, '.1e')} | "
+            f"{fps.get('colorize', nan):.2f} | {fps.get('flow', nan):.1f} | {stage:.1f} | "
+            f"{fps.get('total', nan):.1f} |"
+        )
+
+
+def speed_table(path: str) -> list[tuple]:
+    """Seconds per frame of each smoothing stage at 854x480 (12 frames of ``path``)."""
+    frames = read_segment(path, 0, 12, 854)
+    lab = rgb_to_lab(frames)
+    l, ab = lab[:, :1], lab[:, 1:] + torch.randn_like(lab[:, 1:])
+    rows = []
+    for mode, preset, occ in (
+        ("fast", "ultrafast", False),
+        ("fast", "fast", False),
+        ("fast", "fast", True),
+        ("fast", "medium", True),
+        ("bonneel", "medium", True),
+    ):
+        res = temporal_smooth(
+            l, ab, TemporalConfig(mode=mode, flow_preset=preset, occlusion_check=occ)
+        )
+        n = l.shape[0] - 1
+        t = {k: v / n for k, v in res.timings.items()}
+        stage = t.get("solve", t.get("filter", 0.0))
+        rows.append(
+            (
+                mode,
+                preset,
+                occ,
+                f"{t['flow']:.3f}",
+                f"{t['warp']:.3f}",
+                f"{stage:.3f}",
+                f"{t['total']:.3f}",
+                f"{1 / t['total']:.1f}",
+            )
+        )
+    return rows
 
 
 if __name__ == "__main__":

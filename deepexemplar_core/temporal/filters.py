@@ -44,6 +44,24 @@ def _factor(sigma: float) -> int:
     return max(1, int(sigma // 2))
 
 
+def _downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Area-downsample ``(C, H, W)`` by ``factor`` (the last block row/column replicated)."""
+    if factor == 1:
+        return x
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % factor, (-width) % factor
+    xp = F.pad(x[None], (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x[None]
+    return F.avg_pool2d(xp, factor)[0]
+
+
+def _upsample(x: torch.Tensor, factor: int, height: int, width: int) -> torch.Tensor:
+    """Bilinear upsampling of a :func:`_downsample` result back to ``(H, W)``."""
+    if factor == 1:
+        return x
+    up = F.interpolate(x[None], scale_factor=factor, mode="bilinear", align_corners=False)
+    return up[0, :, :height, :width]
+
+
 def gaussian_lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Approximate Gaussian blur: area-downsample, blur, bilinear upsample.
 
@@ -60,15 +78,8 @@ def gaussian_lowpass(x: torch.Tensor, sigma: float) -> torch.Tensor:
         True
     """
     factor = _factor(sigma)
-    if factor == 1:
-        return _blur(x, sigma)
-    _, height, width = x.shape
-    pad_h, pad_w = (-height) % factor, (-width) % factor
-    xp = F.pad(x.unsqueeze(0), (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x[None]
-    small = F.avg_pool2d(xp, factor)[0]
-    small = _blur(small, sigma / factor)
-    up = F.interpolate(small[None], scale_factor=factor, mode="bilinear", align_corners=False)
-    return up[0, :, :height, :width]
+    small = _blur(_downsample(x, factor), sigma / factor)
+    return _upsample(small, factor, *x.shape[-2:])
 
 
 def masked_lowpass(
@@ -77,7 +88,8 @@ def masked_lowpass(
     """Normalised convolution: ``G*(w v) / max(G*w, min_weight)``.
 
     Where the blurred weight is at least ``min_weight`` this is the weighted local mean of
-    ``values``; where the neighbourhood carries less weight the result fades towards 0.
+    ``values``; where the neighbourhood carries less weight the result fades towards 0. The
+    ratio is formed on the downsampled grid and then upsampled.
 
     Args:
         values: ``(C, H, W)`` float.
@@ -87,6 +99,14 @@ def masked_lowpass(
 
     Returns:
         ``(C, H, W)`` low-passed values.
+
+    Example:
+        >>> v = torch.full((2, 30, 40), 3.0); w = torch.zeros(1, 30, 40); w[..., :20] = 1
+        >>> out = masked_lowpass(v, w, 4.0, 0.25)
+        >>> round(float(out[0, 15, 5]), 4), round(float(out[0, 15, 39]), 4)
+        (3.0, 0.0)
     """
-    stacked = gaussian_lowpass(torch.cat((values * weight, weight)), sigma)
-    return stacked[:-1] / stacked[-1:].clamp_min(max(min_weight, 1e-6))
+    factor = _factor(sigma)
+    small = _blur(_downsample(torch.cat((values * weight, weight)), factor), sigma / factor)
+    ratio = small[:-1] / small[-1:].clamp_min(max(min_weight, 1e-6))
+    return _upsample(ratio, factor, *values.shape[-2:])

@@ -74,15 +74,15 @@ class TemporalConfig:
     """
 
     mode: str = "bonneel"
-    lam: float = 0.05
+    lam: float = 0.01
     flow_preset: str = "medium"
     flow_width: int = 960
     occlusion_check: bool = True
     scene_cut: float = 0.2
     weight_sigma: float = 5.0
     tol: float = 1e-3
-    max_iter: int = 150
-    fast_sigma: float = 8.0
+    max_iter: int = 300
+    fast_sigma: float = 2.0
     fast_min_weight: float = 0.25
 
     def __post_init__(self) -> None:
@@ -105,7 +105,9 @@ class TemporalConfig:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
                 raise ValueError(f"{name}: expected a number {want}, got {value!r}")
         if not isinstance(self.flow_width, int) or self.flow_width < MIN_SIDE:
-            raise ValueError(f"flow_width: expected an integer >= {MIN_SIDE}, got {self.flow_width!r}")
+            raise ValueError(
+                f"flow_width: expected an integer >= {MIN_SIDE}, got {self.flow_width!r}"
+            )
         if not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter: expected an integer >= 1, got {self.max_iter!r}")
 
@@ -270,20 +272,21 @@ class TemporalSmoother:
         flow_time = time.perf_counter() - start
         start = time.perf_counter()
         flow_bw = torch.from_numpy(flow_bw_np).permute(2, 0, 1).to(self.device)
-        warped, inside = warp(torch.cat((self._prev_l, self._prev_ab)), flow_bw)
+        stack = [self._prev_l, self._prev_ab]
+        if flow_fw_np is not None:  # warped along with the rest: one sampling pass
+            stack.append(torch.from_numpy(flow_fw_np).permute(2, 0, 1).to(self.device))
+        warped, inside = warp(torch.cat(stack), flow_bw)
         weight = warp_weight(l, warped[:1], self.config.weight_sigma) * inside
         if flow_fw_np is not None:
-            flow_fw = torch.from_numpy(flow_fw_np).permute(2, 0, 1).to(self.device)
-            weight = weight * flow_consistent(flow_bw, flow_fw)
+            weight = weight * flow_consistent(flow_bw, warped[3:5])
         self._sync()
-        return weight, flow_time, time.perf_counter() - start, warped[1:]
+        return weight, flow_time, time.perf_counter() - start, warped[1:3]
 
 
-def _frames(name: str, frames: object) -> tuple[Iterable[torch.Tensor], int]:
+def _frames(name: str, frames: object, channels: int) -> tuple[Iterable[torch.Tensor], int]:
     """``(N, C, H, W)`` tensor or iterable of ``(C, H, W)`` -> (iterable, N or 0 if unknown)."""
     if isinstance(frames, torch.Tensor):
-        _checks.check_shape(name, frames, ("N", frames.shape[1] if frames.dim() == 4 else "C",
-                                           "H", "W"))
+        _checks.check_shape(name, frames, ("N", channels, "H", "W"))
         return frames.unbind(0), frames.shape[0]
     if isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):
         raise TypeError(
@@ -327,13 +330,8 @@ def temporal_smooth(
     config = TemporalConfig() if config is None else config
     if not isinstance(config, TemporalConfig):
         raise TypeError(f"config: expected a TemporalConfig, got {type(config).__name__}")
-    if isinstance(frames_l, torch.Tensor) and isinstance(frames_ab, torch.Tensor):
-        _checks.check_shape("frames_l", frames_l, ("N", 1, "H", "W"))
-        _checks.check_shape("frames_ab", frames_ab, ("N", 2, "H", "W"))
-        _checks.check_same("frames_l length", frames_l.shape[0], "frames_ab length",
-                           frames_ab.shape[0])
-    it_l, total = _frames("frames_l", frames_l)
-    it_ab, total_ab = _frames("frames_ab", frames_ab)
+    it_l, total = _frames("frames_l", frames_l, 1)
+    it_ab, total_ab = _frames("frames_ab", frames_ab, 2)
     if total and total_ab:
         _checks.check_same("frames_l length", total, "frames_ab length", total_ab)
     total = total or total_ab

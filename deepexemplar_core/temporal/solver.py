@@ -136,8 +136,7 @@ def solve_screened_poisson(
     # The recurrence's residual drifts from the true one in float32: when the true residual is
     # still above tol, restart from the current x while iterations remain.
     while True:
-        iterations += _cg(apply, inv_diag, rhs, x, tol * b_norm, max_iter - iterations,
-                          check_every)
+        iterations += _cg(apply, inv_diag, rhs, x, tol * b_norm, max_iter - iterations, check_every)
         residual = float((rhs - apply(x)).norm()) / b_norm
         if residual <= tol or iterations >= max_iter:
             return SolveResult(x, residual, iterations)

@@ -26,8 +26,12 @@ def _lab(rgb8: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
 def _smooth_noise(gen: torch.Generator, shape: tuple[int, ...], scale: float) -> torch.Tensor:
     """Low-frequency flicker: a per-frame offset plus blurred noise, about ``scale`` Lab units."""
     noise = torch.randn(shape, generator=gen)
-    blurred = torch.nn.functional.avg_pool2d(noise[None], 9, stride=1, padding=4,
-                                             count_include_pad=False)[0] * 3.0
+    blurred = (
+        torch.nn.functional.avg_pool2d(
+            noise[None], 9, stride=1, padding=4, count_include_pad=False
+        )[0]
+        * 3.0
+    )
     offset = torch.randn(shape[0], 1, 1, generator=gen)
     return scale * (blurred + offset)
 
@@ -103,11 +107,15 @@ def test_hard_cut_is_detected_and_not_smeared(chelsea: torch.Tensor) -> None:
 
 def _scipy_laplacian(height: int, width: int) -> sp.csr_matrix:
     """Neumann 4-neighbour graph Laplacian of an H x W grid (row-major), built independently."""
+
     def path(n: int) -> sp.csr_matrix:
         main = np.full(n, 2.0)
         main[[0, -1]] = 1.0
         return sp.diags([main, -np.ones(n - 1), -np.ones(n - 1)], [0, 1, -1], format="csr")
-    return (sp.kron(sp.identity(height), path(width)) + sp.kron(path(height), sp.identity(width))).tocsr()
+
+    return (
+        sp.kron(sp.identity(height), path(width)) + sp.kron(path(height), sp.identity(width))
+    ).tocsr()
 
 
 def test_solver_matches_a_sparse_direct_solve() -> None:
@@ -246,3 +254,15 @@ def test_bad_clips_name_the_argument() -> None:
         temporal_smooth(iter(list(l)), iter(list(ab)))
     with pytest.raises(TypeError, match="frames_l"):
         temporal_smooth(5, ab)
+
+
+def test_cpu_remap_and_grid_sample_warps_agree() -> None:
+    from deepexemplar_core.temporal.flow import _base_grid, _grid_sample, _remap
+
+    gen = torch.Generator().manual_seed(4)
+    x = _lab(data.astronaut(), (64, 80))
+    flow = torch.randn(2, 64, 80, generator=gen) * 4
+    pos = _base_grid(64, 80, x.device) + flow
+    # OpenCV interpolates with 1/32-pixel weights: agreement to a small fraction of the range.
+    assert (_remap(x, pos) - _grid_sample(x, pos)).abs().max() < 2.0
+    assert (_remap(x, pos) - _grid_sample(x, pos)).abs().mean() < 0.1
