@@ -67,7 +67,8 @@ class MotionPrior:
         flow = torch.from_numpy(self._flow(now, before)).permute(2, 0, 1).to(l.device)
         flow_fw = torch.from_numpy(self._flow(before, now)).permute(2, 0, 1).to(l.device)
         warped_l, _ = warp(previous, flow)
-        weight = warp_weight(current, warped_l, self.sigma) * flow_consistent(flow, flow_fw)
+        fw_on_now, _ = warp(flow_fw, flow)
+        weight = warp_weight(current, warped_l, self.sigma) * flow_consistent(flow, fw_on_now)
         if float(weight.mean()) < self.scene_cut:
             self.cuts += 1
             return None
