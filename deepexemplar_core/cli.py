@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .ops.cli import add_ext_parsers
 
     add_ext_parsers(sub)
+    from .cli_video import register as register_video
+
+    register_video(sub)
     return parser
 
 

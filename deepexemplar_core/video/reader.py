@@ -117,7 +117,8 @@ def _probe_file(path: Path) -> VideoInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         codec = stream.codec_context.name
     if not pts:
-        raise VideoReadError(f"{path}: the video stream holds no frames")
+        raise VideoReadError(f"{path}: the video stream holds no frames; the file is truncated or "
+                             "empty")
     duration = float(len(pts) / fps) if fps else 0.0
     return VideoInfo(path, "file", width, height, len(pts), fps, variable, time_base, tuple(pts),
                      has_audio, codec, duration)
