@@ -110,3 +110,24 @@ def test_example_clip(video_logic, tmp_path):
     assert abs(float(frames[0].mean()) - float(read_image(photo).pixels.mean())) < 0.1
     assert float((frames[0] - frames[-1]).abs().mean()) > 0.03  # the camera moves
 
+
+
+@pytest.mark.comfyui
+def test_node_in_process(comfy, temporal, chelsea_rgb):
+    """The V3 node inside an in-process ComfyUI: listed, tooltips everywhere, runs and reports."""
+    import asyncio
+
+    from comfy_api.latest import io
+
+    v3 = comfy[0]
+    video_nodes = import_pack_module("nodes.video_nodes")
+    listed = asyncio.run(v3.DeepExemplarExtension().get_node_list())
+    assert video_nodes.VideoTemporalSmooth in listed
+    schema = video_nodes.VideoTemporalSmooth.GET_SCHEMA()
+    assert schema.node_id == "DeepExemplar_VideoTemporalSmooth"
+    assert schema.category == "image/colorization" and schema.description
+    assert all(i.tooltip for i in schema.inputs) and all(o.tooltip for o in schema.outputs)
+    clone = video_nodes.VideoTemporalSmooth.PREPARE_CLASS_CLONE({io.Hidden.unique_id: "7"})
+    frames = _shot(chelsea_rgb, 4)
+    images, text = clone.execute(frames, "fast", 0.05, "ultrafast", 0.2).result
+    assert images.shape == frames.shape and text.startswith("temporal smoothing: fast, 4 frames")
