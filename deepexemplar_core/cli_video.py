@@ -28,8 +28,15 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from .cli import EXIT_ERROR, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS
-from .cli import _add_model_options
+from .cli import (
+    EXIT_ERROR,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WEIGHTS,
+    _add_model_options,
+)
 
 logger = logging.getLogger("deepexemplar")
 
@@ -231,7 +238,7 @@ def _sigterm_as_interrupt():
         yield
         return
 
-    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+    def handler(signum, frame):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -311,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
     except (VideoReadError, VideoWriteError) as err:
         print(f"error: {err}; nothing was written to {output}", file=sys.stderr)
         return EXIT_INPUT
-    except Exception as err:  # noqa: BLE001 - the CLI reports any failure with an exit code
+    except Exception as err:
         logger.debug("video processing failed", exc_info=True)
         print(f"error: processing failed: {type(err).__name__}: {err}; nothing was written to "
               f"{output}", file=sys.stderr)

@@ -55,8 +55,9 @@ class SmoothReport:
         'temporal smoothing: fast, 4 frames; scene cuts at frames: 3'
         """
         cuts = ", ".join(map(str, self.scene_cuts)) if self.scene_cuts else "none"
-        lines = [f"temporal smoothing: {self.mode}, {len(self.weight_means)} frames; "
-                 f"scene cuts at frames: {cuts}"]
+        head = (f"temporal smoothing: {self.mode}, {len(self.weight_means)} frames; "
+                f"scene cuts at frames: {cuts}")
+        lines = [head]
         if self.mode != "off" and len(self.weight_means) > 1:
             weights = torch.tensor(self.weight_means[1:])
             low = int(weights.argmin()) + 1
@@ -115,8 +116,9 @@ def smooth_image_batch(
     Returns:
         ``(images (B, H, W, 3) float32, SmoothReport)``; with mode ``off`` the input itself.
     """
-    from deepexemplar_core import lab_to_rgb, rgb_to_lab
     from deepexemplar_core.temporal import TemporalSmoother
+
+    from deepexemplar_core import lab_to_rgb, rgb_to_lab
 
     frames = _frames_to_core(images)
     count = frames.shape[0]
