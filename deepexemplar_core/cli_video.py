@@ -90,6 +90,7 @@ class _Stats:
     colorize_stages: dict[str, float] = field(default_factory=dict)
     scene_cuts: list[int] = field(default_factory=list)
     frames: int = 0
+    reference_features: str = ""
 
     def add(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
@@ -183,6 +184,19 @@ def _reference(args: argparse.Namespace, reader) -> _Reference:
     return _Reference(rgb, key, _chroma(resized), f"{args.reference} (colourized frame {key})")
 
 
+def _prepared(reference_rgb, models, config, stats: _Stats):
+    """The reference with its features computed once (``prepare_reference``), or the image
+    itself where the pipeline has no ``prepare_reference`` (``colorize`` then recomputes the
+    reference features for every chunk)."""
+    try:
+        from . import prepare_reference
+    except ImportError:
+        stats.reference_features = "recomputed per chunk"
+        return reference_rgb
+    stats.reference_features = "computed once"
+    return prepare_reference(models, reference_rgb, config)
+
+
 def _colorized_frames(reader, reference: _Reference, models, config, smoother, chunk: int,
                       stats: _Stats) -> Iterator:
     """Yield the clip's frames colorized, smoothed and in RGB, one at a time, in order."""
@@ -190,6 +204,9 @@ def _colorized_frames(reader, reference: _Reference, models, config, smoother, c
 
     from . import colorize, lab_to_rgb, rgb_to_lab
 
+    start = time.perf_counter()
+    prepared = _prepared(reference.rgb, models, config, stats)
+    stats.add("reference", time.perf_counter() - start)
     frames = iter(reader)
     index = 0
     while True:
@@ -199,7 +216,7 @@ def _colorized_frames(reader, reference: _Reference, models, config, smoother, c
         if not batch:
             return
         start = time.perf_counter()
-        result = colorize(batch, reference.rgb, models, config)
+        result = colorize(batch, prepared, models, config)
         stats.add("colorize", time.perf_counter() - start)
         for key, value in result.timings.items():
             if key != "total":
@@ -367,7 +384,7 @@ def _summary(args, info, written, reference, models, config, stats: _Stats, elap
         "colorize_seconds_per_frame": {k: round(v / frames, 5)
                                        for k, v in stats.colorize_stages.items()},
         "frames_per_second": round(written.frames / elapsed, 3) if elapsed > 0 else None,
-        "reference_features": "recomputed per chunk",
+        "reference_features": stats.reference_features,
     }
 
 
