@@ -13,20 +13,20 @@ from video_clips import audio_seconds, chelsea_frames, make_clip
 import deepexemplar_core
 from deepexemplar_core import rgb_to_lab
 from deepexemplar_core.cli import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
-from deepexemplar_core.video import open_video, write_video
+from deepexemplar_core.video import open_video, write_frame_folder, write_video
 
 FAST = ["--size", "64", "--chunk", "4", "--quiet", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    """A colour and a gray 8-frame 96x64 clip at 12 fps with audio, and a colour photo."""
+    """8-frame 96x64 clips at 12 fps: colour with audio, gray without; a colour photo."""
     folder = tmp_path_factory.mktemp("clips")
     photo = folder / "reference.png"
     Image.fromarray(chelsea_frames(1, 160, 120)[0]).save(photo)
     return {
         "colour": make_clip(folder / "colour.mp4", count=8),
-        "gray": make_clip(folder / "gray.mp4", count=8, gray=True),
+        "gray": make_clip(folder / "gray.mp4", count=8, gray=True, audio=False),
         "reference": photo,
     }
 
@@ -70,6 +70,7 @@ def test_gray_clip_with_a_reference_photo_and_smoothing(clips, tmp_path, capsys)
     assert code == EXIT_OK, err
     summary = json.loads(stdout)
     assert summary["temporal"] == "fast" and summary["scene_cuts"] == []
+    assert summary["audio"] == "none (the input has no audio)"
     assert summary["seconds_per_frame"]["temporal"] > 0
     frames = list(open_video(out))
     assert len(frames) == 8 and open_video(out).info.fps == Fraction(12)
@@ -93,6 +94,28 @@ def test_gray_clip_with_colourized_keyframe(clips, tmp_path, capsys):
     truth = _ab([torch.from_numpy(chelsea_frames(4)[3]).permute(2, 0, 1).float() / 255])[0]
     assert float((_ab(frames[3:4])[0] - truth).norm(dim=0).mean()) < 0.2 * float(
         truth.norm(dim=0).mean())
+
+
+def test_variable_frame_rate_and_odd_size(tmp_path, capsys, caplog):
+    """Frame times of a variable-rate clip are kept; an odd size loses one pixel, and says so."""
+    frames = [torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in chelsea_frames(5, 95, 63)]
+    ticks = [0, 2, 3, 7, 8]
+    source = tmp_path / "vfr.mkv"
+    write_frame_folder(tmp_path / "odd", iter(frames))
+    code, stdout, err = _run(capsys, tmp_path / "odd", "--keyframe", "0", "-o", source,
+                             "--temporal", "off", "--fps", "10", *FAST)
+    assert code == EXIT_OK, err
+    assert "94x62 (cropped to even size)" in stdout and "odd frame size 95x63" in caplog.text
+    write_video(source, (f[:, :62, :94] for f in frames), fps=10, timestamps=ticks,
+                time_base=Fraction(1, 10))
+    out = tmp_path / "out.mp4"
+    code, stdout, err = _run(capsys, source, "--keyframe", "0", "-o", out, "--temporal", "off",
+                             "--json", *FAST)
+    assert code == EXIT_OK, err
+    assert json.loads(stdout)["variable_frame_rate"] is True
+    info = open_video(out).info
+    seconds = [float((t - info.timestamps[0]) * info.time_base) for t in info.timestamps]
+    assert info.variable_frame_rate and seconds == pytest.approx([t / 10 for t in ticks], abs=1e-3)
 
 
 def test_gray_keyframe_without_reference_is_a_usage_error(clips, tmp_path, capsys):
