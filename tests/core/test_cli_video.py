@@ -167,3 +167,30 @@ def test_interrupted_run_leaves_nothing(clips, tmp_path, capsys, monkeypatch):
                         "off", *FAST)
     assert code == EXIT_INTERRUPTED and "interrupted after 4 frames" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_leaves_nothing(tmp_path):
+    """A real SIGTERM to a running ``deepexemplar video`` process: exit 130, no file left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clip = make_clip(tmp_path / "long.mp4", count=24, audio=False)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepexemplar_core", "video", str(clip), "--keyframe", "0", "-o",
+         str(out_dir / "out.mp4"), "--temporal", "off", "--chunk", "1", *FAST],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 180
+    while not list(out_dir.iterdir()) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait until the temporary output file exists: encoding has started
+    assert process.poll() is None, process.communicate()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == EXIT_INTERRUPTED, err.decode()
+    assert b"nothing was written" in err
+    assert list(out_dir.iterdir()) == []

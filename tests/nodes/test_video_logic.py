@@ -131,3 +131,10 @@ def test_node_in_process(comfy, temporal, chelsea_rgb):
     frames = _shot(chelsea_rgb, 4)
     images, text = clone.execute(frames, "fast", 0.05, "ultrafast", 0.2).result
     assert images.shape == frames.shape and text.startswith("temporal smoothing: fast, 4 frames")
+
+
+def test_doctests(video_logic):
+    import doctest
+
+    result = doctest.testmod(video_logic, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
