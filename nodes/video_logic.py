@@ -28,11 +28,6 @@ EXAMPLE_CLIP = "deepexemplar_example_clip.mp4"
 
 NODE = "VideoTemporalSmooth"
 
-#: Widget defaults of the node; equal to ``TemporalConfig()``'s (a test checks).
-DEFAULT_LAMBDA = 0.05
-DEFAULT_FLOW_PRESET = "medium"
-DEFAULT_SCENE_CUT = 0.2
-
 
 @dataclass(frozen=True)
 class SmoothReport:
@@ -65,6 +60,13 @@ class SmoothReport:
                          f"min {float(weights.min()):.2f} (frame {low}), "
                          f"median {float(weights.median()):.2f}, max {float(weights.max()):.2f}")
         return "\n".join(lines)
+
+
+def temporal_defaults():
+    """``TemporalConfig()``: the core owns the defaults of the node's widgets."""
+    from deepexemplar_core.temporal import TemporalConfig
+
+    return TemporalConfig()
 
 
 def make_temporal_config(mode: str, lam: float, flow_preset: str, scene_cut: float):

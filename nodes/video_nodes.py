@@ -19,6 +19,7 @@ class VideoTemporalSmooth(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
+        defaults = video_logic.temporal_defaults()
         return io.Schema(
             node_id="DeepExemplar_VideoTemporalSmooth",
             display_name="Video Temporal Smooth (DeepExemplar)",
@@ -29,21 +30,21 @@ class VideoTemporalSmooth(io.ComfyNode):
                 io.Image.Input("images", tooltip="Colorized frames of one clip in playing order "
                                                  "(an IMAGE batch, e.g. from Exemplar Colorize)."),
                 io.Combo.Input(
-                    "mode", options=["bonneel", "fast", "off"], default="bonneel",
+                    "mode", options=["bonneel", "fast", "off"], default=defaults.mode,
                     tooltip="bonneel: solves for colours that follow the motion (best); fast: a "
                             "quicker low-pass correction for previews and CPU; off: unchanged."),
                 io.Float.Input(
-                    "lam", display_name="lambda", default=video_logic.DEFAULT_LAMBDA, min=0.001,
+                    "lam", display_name="lambda", default=defaults.lam, min=0.001,
                     max=10.0, step=0.005,
                     tooltip="How strongly colours stick to the previous frame (bonneel mode). "
-                            "Larger = steadier but more risk of smearing; 0.05 is the default."),
+                            "Larger = steadier but more risk of smearing."),
                 io.Combo.Input(
                     "flow_preset", options=["ultrafast", "fast", "medium"],
-                    default=video_logic.DEFAULT_FLOW_PRESET,
+                    default=defaults.flow_preset,
                     tooltip="Optical-flow quality: medium follows motion best, ultrafast is "
                             "quickest."),
                 io.Float.Input(
-                    "scene_cut", default=video_logic.DEFAULT_SCENE_CUT, min=0.0, max=1.0, step=0.01,
+                    "scene_cut", default=defaults.scene_cut, min=0.0, max=1.0, step=0.01,
                     tooltip="A frame whose mean motion-match weight (0..1) falls below this "
                             "starts a new shot: nothing is carried across the cut. 0 disables "
                             "cut detection."),

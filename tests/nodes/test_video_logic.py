@@ -90,12 +90,6 @@ def test_bad_inputs_name_the_node(video_logic, temporal, logic):
         video_logic.smooth_image_batch(torch.rand(2, 8, 8, 4), config)
 
 
-def test_widget_defaults_are_the_core_defaults(video_logic, temporal):
-    core = temporal.TemporalConfig()
-    assert (video_logic.DEFAULT_LAMBDA, video_logic.DEFAULT_FLOW_PRESET,
-            video_logic.DEFAULT_SCENE_CUT) == (core.lam, core.flow_preset, core.scene_cut)
-
-
 def test_example_clip(video_logic, tmp_path):
     from deepexemplar_core import read_image
 
@@ -127,6 +121,10 @@ def test_node_in_process(comfy, temporal, chelsea_rgb):
     assert schema.node_id == "DeepExemplar_VideoTemporalSmooth"
     assert schema.category == "image/colorization" and schema.description
     assert all(i.tooltip for i in schema.inputs) and all(o.tooltip for o in schema.outputs)
+    defaults = {i.id: getattr(i, "default", None) for i in schema.inputs}
+    core = temporal.TemporalConfig()
+    assert (defaults["mode"], defaults["lam"], defaults["flow_preset"], defaults["scene_cut"]) == (
+        core.mode, core.lam, core.flow_preset, core.scene_cut)
     clone = video_nodes.VideoTemporalSmooth.PREPARE_CLASS_CLONE({io.Hidden.unique_id: "7"})
     frames = _shot(chelsea_rgb, 4)
     images, text = clone.execute(frames, "fast", 0.05, "ultrafast", 0.2).result
