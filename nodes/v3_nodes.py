@@ -349,8 +349,9 @@ class DeepExemplarExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         from .recommend_nodes import NODES as RECOMMEND_NODES  # reference recommendation
+        from .video_nodes import NODES as VIDEO_NODES
 
-        return list(NODES) + RECOMMEND_NODES
+        return list(NODES) + RECOMMEND_NODES + list(VIDEO_NODES)
 
 
 def provide_example_images() -> None:
@@ -381,8 +382,31 @@ def provide_example_images() -> None:
                 "to run the bundled workflows", name, target, err)
 
 
+def provide_example_clip() -> None:
+    """Generate the video workflows' gray example clip in ComfyUI's input folder when missing.
+
+    No clip of a clear licence ships with the pack: two seconds panning across the CC0 example
+    photo are encoded instead (about 0.3 s, once). A failure only logs a warning.
+    """
+    from . import video_logic
+
+    target = os.path.join(folder_paths.get_input_directory(), video_logic.EXAMPLE_CLIP)
+    photo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "workflows", "images", "deepexemplar_target_cat.jpg")
+    if os.path.exists(target) or not os.path.isfile(photo):
+        return
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        video_logic.make_example_clip(photo, target)
+    except (OSError, ValueError, ImportError) as err:
+        logging.getLogger(__name__).warning(
+            "DeepExemplar: could not generate the example clip %s (%s); load your own video in "
+            "the video workflows", target, err)
+
+
 async def comfy_entrypoint() -> ComfyExtension:
     """ComfyUI's V3 entry point for this module."""
     register_weights_folder()
     provide_example_images()
+    provide_example_clip()
     return DeepExemplarExtension()

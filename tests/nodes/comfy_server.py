@@ -20,10 +20,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "comfyui-deep-exemplar"
 #: Core ComfyUI node types the example workflows use, besides the pack's own.
-CORE_NODES = ("LoadImage", "SaveImage", "PreviewImage", "MaskToImage", "ImageBatch")
+CORE_NODES = ("LoadImage", "SaveImage", "PreviewImage", "MaskToImage", "ImageBatch",
+              "LoadVideo", "GetVideoComponents", "CreateVideo", "SaveVideo", "ImageFromBatch",
+              "PreviewAny")
 PACK_NODES = ("DeepExemplar_LoadGrayVGG", "DeepExemplar_LoadColorNet", "DeepExemplar_DenseMatch",
               "DeepExemplar_SimilarityMaps", "DeepExemplar_ExemplarColorize",
-              "DeepExemplar_RecommendReference")
+              "DeepExemplar_RecommendReference", "DeepExemplar_VideoTemporalSmooth")
 
 
 def comfyui_dir() -> Path | None:
@@ -109,6 +111,10 @@ def normalise_object_info(info: dict) -> dict:
     load_image = kept.get("LoadImage", {}).get("input", {}).get("required", {}).get("image")
     if load_image:
         load_image[0] = []
+    load_video = kept.get("LoadVideo", {}).get("input", {}).get("required", {}).get("file")
+    if load_video:  # only the example clip the pack generates is the same on every machine
+        load_video[1]["options"] = [name for name in load_video[1].get("options", [])
+                                    if name.startswith("deepexemplar_")]
     return kept
 
 

@@ -1,0 +1,380 @@
+"""``deepexemplar video``: colorize a whole clip from one reference, temporally smoothed.
+
+The clip streams through one call of :func:`~deepexemplar_core.pipeline.colorize_iter` with the
+reference prepared once: frames are decoded one at a time, matched starting from the previous
+frame's field carried along the optical flow (:class:`~deepexemplar_core.motion.MotionPrior`,
+restarted at scene cuts; ``--no-motion`` matches each frame from scratch), colorized, smoothed in
+order (:class:`~deepexemplar_core.temporal.TemporalSmoother`), converted back to RGB and encoded,
+so memory does not grow with the clip's length. The output keeps the frame
+count, the frame rate (a variable one too: the frame times are copied), the size (odd sizes lose
+one pixel row/column in a video file) and the audio track (copied). Nothing is half-written: an
+error, Ctrl-C or SIGTERM leaves no output file or folder behind.
+
+``--keyframe K`` colorizes a shot from one key frame: frame K's colours are the reference. For a
+colour clip they are frame K's own colours (useful to re-colour a shot consistently or to test);
+for a gray clip ``--reference`` must be a colourized version of frame K (by hand or by
+``deepexemplar colorize``), which then also gives frame K its colours exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, EXIT_USAGE, exit_code_for
+from .options import add_model_options, config_from_args, load_models_from_args
+
+logger = logging.getLogger("deepexemplar")
+
+#: Mean chroma (CIELab a, b magnitude) above which a frame counts as colour.
+COLOUR_CHROMA = 2.0
+
+
+class UsageError(ValueError):
+    """A combination of options that cannot work (exit code 2)."""
+
+
+def register(subparsers) -> None:
+    """Add the ``video`` sub-command to the ``deepexemplar`` parser."""
+    parser = subparsers.add_parser(
+        "video", help="colorize a video clip (or a folder of frames) from one reference",
+        description="Colorize every frame of a clip with one colour reference, smooth the colours "
+                    "over time and write a video (audio kept) or a folder of PNG frames.")
+    parser.add_argument("input", type=Path,
+                        help="video file, or a folder of numbered frames (natural order)")
+    parser.add_argument("--reference", "-r", type=Path, default=None,
+                        help="colour reference image (with --keyframe: a colourized frame K)")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output .mp4/.mov/.mkv/.m4v file, or a new folder for PNG frames")
+    parser.add_argument("--temporal", choices=("off", "fast", "bonneel"), default="bonneel",
+                        help="temporal smoothing (default bonneel; fast for previews)")
+    parser.add_argument("--lambda", dest="lam", type=float, default=None,
+                        help="temporal weight of the bonneel mode (larger = steadier)")
+    parser.add_argument("--flow-preset", choices=("ultrafast", "fast", "medium"), default=None,
+                        help="optical flow preset of the temporal smoothing")
+    parser.add_argument("--scene-cut", type=float, default=None,
+                        help="mean temporal weight in [0, 1] below which a frame starts a new shot")
+    parser.add_argument("--keyframe", type=int, default=None, metavar="K",
+                        help="use frame K (0-based) of the clip as the reference (see docs/video.md)")
+    parser.add_argument("--chunk", type=int, default=8,
+                        help="frames matched together with --no-motion (default 8)")
+    parser.add_argument("--no-motion", action="store_true",
+                        help="match every frame from scratch instead of starting from the "
+                             "previous frame's correspondence carried along the motion")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="frame rate of a folder of frames (default 25)")
+    parser.add_argument("--crf", type=int, default=18,
+                        help="H.264 quality, 0 (lossless) to 51 (worst); default 18")
+    parser.add_argument("--no-audio", action="store_true", help="do not copy the audio track")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    add_model_options(parser)
+    parser.set_defaults(family="lite", run=run)
+
+
+@dataclass
+class _Stats:
+    """Seconds per stage, scene cuts and counters collected while streaming."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    colorize_stages: dict[str, float] = field(default_factory=dict)
+    scene_cuts: list[int] = field(default_factory=list)
+    frames: int = 0
+    reference_features: str = ""
+    matching_restarts: int = 0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The colour reference, and the key frame's chroma when ``--keyframe`` is used."""
+
+    rgb: object  # (3, H, W) float32 in [0, 1]
+    keyframe: int | None
+    key_ab: object | None  # (2, H, W) at the clip's size, or None
+    source: str
+
+
+def _check_args(args: argparse.Namespace) -> tuple[str, Path]:
+    """Validate option combinations; return the output kind (``"file"``/``"folder"``) and path."""
+    from ..video import VIDEO_FORMATS
+
+    if args.chunk < 1:
+        raise UsageError(f"--chunk: expected >= 1, got {args.chunk}")
+    if args.keyframe is not None and args.keyframe < 0:
+        raise UsageError(f"--keyframe: expected a frame index >= 0, got {args.keyframe}")
+    if args.keyframe is None and args.reference is None:
+        raise UsageError("give --reference REF (a colour photo) or --keyframe K (see --help)")
+    if args.fps is not None and args.fps <= 0:
+        raise UsageError(f"--fps: expected a positive frame rate, got {args.fps}")
+    if not 0 <= args.crf <= 51:
+        raise UsageError(f"--crf: expected 0..51, got {args.crf}")
+    output = args.output
+    if output.resolve() == args.input.resolve():
+        raise UsageError("--output: must differ from the input")
+    suffix = output.suffix.lower()
+    if suffix in VIDEO_FORMATS:
+        return "file", output
+    if suffix:
+        raise UsageError(f"--output: unsupported suffix {output.suffix!r}; use "
+                         f"{', '.join(VIDEO_FORMATS)} or a folder name without suffix")
+    return "folder", output
+
+
+def _temporal(args: argparse.Namespace, device):
+    """The smoother for ``--temporal`` (None for ``off``)."""
+    if args.temporal == "off":
+        return None
+    try:
+        from ..temporal import TemporalConfig, TemporalSmoother
+    except ImportError as err:
+        raise UsageError(f"--temporal {args.temporal}: temporal smoothing is not available in "
+                         f"this installation ({err}); use --temporal off") from err
+    options = {"mode": args.temporal, "lam": args.lam, "flow_preset": args.flow_preset,
+               "scene_cut": args.scene_cut}
+    config = TemporalConfig(**{k: v for k, v in options.items() if v is not None})
+    return TemporalSmoother(config, device=device)
+
+
+def _chroma(rgb):
+    """``(3, H, W)`` -> ``(2, H, W)`` CIELab ab."""
+    from .. import rgb_to_lab
+
+    return rgb_to_lab(rgb.unsqueeze(0))[0, 1:]
+
+
+def _reference(args: argparse.Namespace, reader) -> _Reference:
+    """Read the reference (and the key frame); errors are ``ValueError`` subclasses (exit 4)."""
+    import torch.nn.functional as F
+
+    from .. import read_image
+
+    if args.keyframe is None:
+        return _Reference(read_image(args.reference).rgb(), None, None, str(args.reference))
+    key = args.keyframe
+    if key >= reader.info.frame_count:
+        raise UsageError(f"--keyframe: the clip has {reader.info.frame_count} frames "
+                         f"(0..{reader.info.frame_count - 1}), got {key}")
+    frame = reader.read_frame(key)
+    if args.reference is None:
+        if float(_chroma(frame).norm(dim=0).mean()) < COLOUR_CHROMA:
+            raise UsageError(f"--keyframe {key}: the clip is gray; give --reference as a "
+                             f"colourized version of frame {key}")
+        return _Reference(frame, key, _chroma(frame), f"frame {key} of {args.input}")
+    rgb = read_image(args.reference).rgb()
+    height, width = frame.shape[-2:]
+    ratio = (rgb.shape[-1] / rgb.shape[-2]) / (width / height)
+    if abs(ratio - 1.0) > 0.02:
+        raise ValueError(f"--reference: {rgb.shape[-1]}x{rgb.shape[-2]} has not the aspect ratio "
+                         f"of frame {key} ({width}x{height}); with --keyframe it must be a "
+                         "colourized version of that frame")
+    resized = F.interpolate(rgb.unsqueeze(0), size=(height, width), mode="bilinear",
+                            align_corners=False, antialias=True)[0].clamp(0.0, 1.0)
+    return _Reference(rgb, key, _chroma(resized), f"{args.reference} (colourized frame {key})")
+
+
+def _colorized_frames(reader, reference: _Reference, models, config, smoother, args,
+                      stats: _Stats) -> Iterator:
+    """Yield the clip's frames colorized, smoothed and in RGB, one at a time, in order.
+
+    One streaming core call: the reference is prepared once, frames are decoded as the core asks
+    for them (the decoded frames wait in ``pending`` only until their result comes back).
+    """
+    import torch
+
+    from .. import MotionPrior, colorize_iter, lab_to_rgb, prepare_reference, rgb_to_lab
+
+    start = time.perf_counter()
+    prepared = prepare_reference(models, reference.rgb, config)
+    stats.reference_features = "computed once"
+    stats.add("reference", time.perf_counter() - start)
+    pending: dict[int, torch.Tensor] = {}
+    numbers = itertools.count()
+
+    def decoded() -> Iterator[torch.Tensor]:
+        frames = iter(reader)
+        while True:
+            start = time.perf_counter()
+            frame = next(frames, None)
+            stats.add("read", time.perf_counter() - start)
+            if frame is None:
+                return
+            pending[next(numbers)] = frame
+            yield frame
+
+    motion = None if args.no_motion else MotionPrior()
+    tick, read = time.perf_counter(), stats.seconds.get("read", 0.0)
+    for done in colorize_iter(decoded(), prepared, models, config, chunk_size=args.chunk,
+                              motion=motion):
+        frame, index = pending.pop(done.index), done.index
+        reading = stats.seconds.get("read", 0.0) - read  # decoding happened inside this wait
+        stats.add("colorize", time.perf_counter() - tick - reading)
+        for key, value in done.timings.items():
+            stats.colorize_stages[key] = stats.colorize_stages.get(key, 0.0) + value
+        start = time.perf_counter()
+        ab, keyed = done.ab, index == reference.keyframe
+        if keyed:
+            ab = reference.key_ab.to(ab.device)
+        if smoother is None and not keyed:
+            image = done.image
+        else:
+            l = rgb_to_lab(frame.to(ab.device).unsqueeze(0))[0, :1]
+            if smoother is not None:
+                stats.add("convert", time.perf_counter() - start)
+                start = time.perf_counter()
+                smoothed = smoother.step(l, ab)
+                ab = smoothed.ab
+                if smoothed.scene_cut:
+                    stats.scene_cuts.append(index)
+                stats.add("temporal", time.perf_counter() - start)
+                start = time.perf_counter()
+            lab = torch.cat([l, ab.to(l.device)]).unsqueeze(0)
+            image = lab_to_rgb(lab, gamut=config.gamut)[0].clamp_(0.0, 1.0)
+        stats.add("convert", time.perf_counter() - start)
+        stats.frames = index + 1
+        yield image
+        tick, read = time.perf_counter(), stats.seconds.get("read", 0.0)
+    if motion is not None:
+        stats.matching_restarts = motion.cuts
+
+
+def _write(kind: str, output: Path, frames: Iterator, reader, args, progress):
+    from ..video import write_frame_folder, write_video
+
+    info = reader.info
+    if kind == "folder":
+        return write_frame_folder(output, frames, fps=info.fps, total=info.frame_count,
+                                  progress=progress)
+    audio = info.path if info.kind == "file" and info.has_audio and not args.no_audio else None
+    return write_video(output, frames, fps=info.fps, timestamps=info.timestamps,
+                       time_base=info.time_base, audio_from=audio, crf=args.crf,
+                       total=info.frame_count, progress=progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Implementation of ``deepexemplar video``; returns the exit code."""
+    from ..image_io import ImageReadError
+    from ..video import VideoReadError, VideoWriteError, open_video
+
+    try:
+        kind, output = _check_args(args)
+        reader = open_video(args.input, fps=args.fps, min_frames=2)
+        reference = _reference(args, reader)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (VideoReadError, ImageReadError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    if not output.parent.is_dir():
+        print(f"error: --output: the folder {output.parent} does not exist", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        models = load_models_from_args(args)
+        config = config_from_args(args)
+        smoother = _temporal(args, models.device)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return exit_code_for(err)
+    info = reader.info
+    if not args.quiet:
+        print(f"{info.path}: {info.frame_count} frames, {info.width}x{info.height}, "
+              f"{float(info.fps):.3f} fps{' (variable: frame times kept)' if info.variable_frame_rate else ''}"
+              f"; model family {models.family}, colorizer {models.colorizer.name}", file=sys.stderr)
+    stats, bar = _Stats(), None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=info.frame_count, unit="frame", file=sys.stderr)
+    started = time.perf_counter()
+    try:
+        frames = _colorized_frames(reader, reference, models, config, smoother, args, stats)
+        written = _write(kind, output, frames, reader, args,
+                         (lambda done, total: bar.update(1)) if bar is not None else None)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (cli.Terminated)
+        print(f"interrupted after {stats.frames} frames; nothing was written to {output}",
+              file=sys.stderr)
+        return exit_code_for(stop)
+    except (VideoReadError, VideoWriteError) as err:
+        print(f"error: {err}; nothing was written to {output}", file=sys.stderr)
+        return EXIT_INPUT
+    except Exception as err:
+        logger.debug("video processing failed", exc_info=True)
+        print(f"error: processing failed: {type(err).__name__}: {err}; nothing was written to "
+              f"{output}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if bar is not None:
+            bar.close()
+    stats.add("write", written.encode_seconds)
+    summary = _summary(args, info, written, reference, models, config, stats,
+                       time.perf_counter() - started)
+    _print_summary(summary, args.json)
+    return EXIT_OK
+
+
+def _summary(args, info, written, reference, models, config, stats: _Stats, elapsed: float) -> dict:
+    frames = max(written.frames, 1)
+    if info.kind == "folder" or not info.has_audio:
+        audio = "none (the input has no audio)"
+    elif args.no_audio:
+        audio = "dropped (--no-audio)"
+    elif written.codec == "png":
+        audio = "dropped (a folder of frames holds no audio)"
+    else:
+        audio = written.audio
+    per_frame = {k: round(v / frames, 5) for k, v in stats.seconds.items()}
+    per_frame["total"] = round(elapsed / frames, 5)
+    return {
+        "input": str(info.path),
+        "output": str(written.path),
+        "frames": written.frames,
+        "fps": float(written.fps),
+        "variable_frame_rate": info.variable_frame_rate,
+        "size": [info.width, info.height],
+        "output_size": [written.width, written.height],
+        "cropped_to_even_size": written.cropped,
+        "codec": written.codec,
+        "audio": audio,
+        "temporal": args.temporal,
+        "scene_cuts": stats.scene_cuts,
+        "reference": reference.source,
+        "keyframe": reference.keyframe,
+        "family": models.family,
+        "colorizer": models.colorizer.name,
+        "working_size": config.size,
+        "seconds_per_frame": per_frame,
+        "colorize_seconds_per_frame": {k: round(v / frames, 5)
+                                       for k, v in stats.colorize_stages.items()},
+        "frames_per_second": round(written.frames / elapsed, 3) if elapsed > 0 else None,
+        "reference_features": stats.reference_features,
+        "matching_restarts": stats.matching_restarts,
+    }
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    width, height = summary["output_size"]
+    print(f"{summary['input']} -> {summary['output']}: {summary['frames']} frames, {width}x{height}"
+          f"{' (cropped to even size)' if summary['cropped_to_even_size'] else ''}, "
+          f"{summary['fps']:.3f} fps{' (variable)' if summary['variable_frame_rate'] else ''}, "
+          f"audio {summary['audio']}")
+    cuts = summary["scene_cuts"]
+    print(f"temporal {summary['temporal']}; scene cuts at frames: "
+          f"{', '.join(map(str, cuts)) if cuts else 'none'}")
+    stages = ", ".join(f"{k} {v:.3f}" for k, v in summary["seconds_per_frame"].items())
+    print(f"seconds per frame: {stages} ({summary['frames_per_second']} frames/s)")
