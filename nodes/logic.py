@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from deepexemplar_core.backbones import load_backbone as core_load_backbone
 from deepexemplar_core.colorizers import load_colorizer
 from deepexemplar_core.models import Models, check_compatible
+from deepexemplar_core.motion import MotionPrior
 from deepexemplar_core.pipeline import (
     MAX_SIZE,  # noqa: F401 - widget bounds of the nodes
     MIN_SIDE,  # noqa: F401 - widget bounds of the nodes
@@ -410,8 +411,10 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                  output_device: torch.device | str = "cpu") -> list[torch.Tensor]:
     """Colorize a batch of targets: one streaming core call, or one call on precomputed stages.
 
-    The reference's features are computed once; the frames go through the core chunk by chunk
-    (:data:`FRAMES_PER_CHUNK`) and each result leaves the device as it finishes. Progress comes
+    The reference's features are computed once; the frames go through the core one streaming
+    call and each result leaves the device as it finishes. In a batch, each frame's matching
+    starts from the previous frame's field carried along the optical flow (video frames get
+    steadier correspondences; unrelated photos read as scene cuts and are matched from scratch). Progress comes
     after every matching level, so an interruption raised by ``report`` stops within one level.
 
     Args:
@@ -447,9 +450,13 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
             result = colorize(target.to(models.device), None, models, config,
                               match=move_to(match.match, models.device), similarity=stage)
             return [image.to(output_device) for image in result.images]
+        # a batch may be a video's frames: each frame's matching starts from the previous
+        # frame's field carried along the motion where that scores better (never worse; a
+        # batch of unrelated photos reads as scene cuts and is matched from scratch)
+        motion = MotionPrior() if target.shape[0] > 1 else None
         results = colorize_iter(target, reference.to(models.device), models, config,
                                 chunk_size=FRAMES_PER_CHUNK, progress=report,
-                                output_device=output_device)
+                                output_device=output_device, motion=motion)
         return [done.image for done in results]
 
 
