@@ -1,0 +1,51 @@
+"""Atomic writes of the files the training steps produce (temporary file + ``os.replace``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    Nothing is left at ``path`` (or beside it) when ``write`` fails or is interrupted.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike[str], value: object) -> Path:
+    """Write ``value`` as indented JSON atomically."""
+    text = json.dumps(value, indent=2) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def save_safetensors_atomic(
+    tensors: Mapping[str, torch.Tensor], path: str | os.PathLike[str],
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """``safetensors.torch.save_file`` through a temporary file."""
+    from safetensors.torch import save_file
+
+    data = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(data, tmp, metadata=dict(metadata or {})))
+
+
+def torch_save_atomic(obj: object, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` through a temporary file (checkpoints)."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
