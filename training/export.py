@@ -110,6 +110,7 @@ def export_run(run: str | Path, out: str | Path, *, licence: str = "other",
     manifest.update({
         "trained_on_backbone": backbone["family"],
         "backbone_sha256": backbone["weights_sha256"],
+        "backbone_tensors_sha256": backbone.get("tensors_sha256", ""),
         "backbone": backbone,
         "steps": steps,
         "data": {

