@@ -269,7 +269,7 @@ def _bn_buffers(net: nn.Module) -> list[torch.Tensor]:
 
 
 def _plot(metrics_path: Path, out: Path) -> None:
-    """Write the loss curves (chrominance, alpha * perceptual, total) to ``out`` (atomic)."""
+    """Write the loss curves (chrominance, perceptual, learning rate) to ``out`` (atomic)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,25 +280,27 @@ def _plot(metrics_path: Path, out: Path) -> None:
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
     if not rows:
         return
-    steps = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, label in (("chrom", "chrominance (smooth L1)"), ("perc_weighted", "alpha x perceptual"),
-                       ("loss", "total")):
+    steps = np.array([r["step"] for r in rows])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    panels = (("chrom", "chrominance loss (smooth L1, Eq. 4)"),
+              ("perc", "perceptual loss (Eq. 6, before alpha)"))
+    for ax, (key, title) in zip(axes, panels):
         values = np.array([r[key] for r in rows], dtype=float)
-        axes[0].plot(steps, values, lw=0.6, alpha=0.35)
-        k = max(1, len(values) // 25)
-        smooth = np.convolve(values, np.ones(k) / k, mode="valid")
-        axes[0].plot(steps[k - 1 :], smooth, lw=1.6, label=label, color=axes[0].lines[-1].get_color())
-    axes[0].set_xlabel("step")
-    axes[0].set_ylabel("loss per target pixel")
-    axes[0].set_yscale("log")
-    axes[0].legend(fontsize=8)
-    axes[1].plot(steps, [r["lr"] for r in rows])
-    axes[1].set_xlabel("step")
-    axes[1].set_ylabel("learning rate")
-    axes[1].set_yscale("log")
+        ax.plot(steps, values, lw=0.6, alpha=0.4, color="C0", label="per step")
+        k = max(1, len(values) // 20)
+        if k > 1:
+            smooth = np.convolve(values, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1 :], smooth, lw=1.8, color="C1", label=f"mean of {k} steps")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("per target pixel")
+        ax.legend(fontsize=8)
+    axes[2].plot(steps, [r["lr"] for r in rows])
+    axes[2].set_title("learning rate", fontsize=9)
+    axes[2].set_xlabel("step")
+    axes[2].set_yscale("log")
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
 
 
