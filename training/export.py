@@ -51,7 +51,12 @@ def _read_run(run: Path) -> tuple[dict, dict, list[dict]]:
     return state, config, [m for m in metrics if m["step"] <= state["step"]]
 
 
-def _summary(metrics: list[dict], last: int = 20) -> dict:
+def _summary(metrics: list[dict], batch: int, last: int = 20) -> dict:
+    """Loss means at the start and the end, and the throughput of a run's metric rows.
+
+    ``images_per_s`` counts the optimisation steps only (batch x steps / the sum of the step
+    times); ``wall_seconds`` adds the data loading and checkpoints (summed over resumed parts).
+    """
     if not metrics:
         return {}
     tail = metrics[-last:]
@@ -60,11 +65,14 @@ def _summary(metrics: list[dict], last: int = 20) -> dict:
     def mean(rows: list[dict], key: str) -> float:
         return sum(r[key] for r in rows) / len(rows)
 
+    ends = [a["elapsed_s"] for a, b in zip(metrics, metrics[1:]) if b["elapsed_s"] < a["elapsed_s"]]
+    wall = sum(ends) + metrics[-1]["elapsed_s"]
     return {
         "chrom_first": mean(first, "chrom"), "chrom_last": mean(tail, "chrom"),
         "perc_first": mean(first, "perc"), "perc_last": mean(tail, "perc"),
-        "images_per_s": mean(metrics, "images_per_s"),
-        "train_seconds": metrics[-1]["elapsed_s"],
+        "images_per_s": batch * len(metrics) / sum(r["step_s"] for r in metrics),
+        "wall_images_per_s": batch * len(metrics) / wall,
+        "train_seconds": wall,
         "averaged_over_steps": len(tail),
     }
 
@@ -123,7 +131,7 @@ def export_run(run: str | Path, out: str | Path, *, licence: str = "other",
             "lr_gamma": options["lr_gamma"], "lr_decay_epochs": options["lr_decay_epochs"],
             "perceptual": config["perceptual"], "world_size": config["world_size"],
             "device": config.get("device_name", config["device"]),
-            "metrics": _summary(metrics),
+            "metrics": _summary(metrics, int(options["batch"])),
         },
     })
     write_json_atomic(manifest_path(weights), manifest)
@@ -178,13 +186,14 @@ def model_card(manifest: dict, config: dict, eval_table: str = "", has_plot: boo
         f"| learning rate | {training['lr']} (x{training['lr_gamma']} every "
         f"{training['lr_decay_epochs']} epochs) |",
         f"| perceptual features | {training['perceptual']['network']} |",
-        f"| pairs | {data['pairs']} from {data['images']} images ({data['kinds']}) |",
+        f"| pairs | {data['pairs']} from {data['images']} images (" + ", ".join(f"{v} {k}" for k, v in data['kinds'].items()) + ") |",
         f"| stored / training size | {data['stored_size']} / {data['train_size']} px |",
         f"| processes | {training['world_size']} on {training['device']} |",
     ]
     if m:
         lines += [
-            f"| throughput | {m['images_per_s']:.3g} images/s |",
+            f"| throughput | {m['images_per_s']:.3g} images/s in the steps, "
+            f"{m['wall_images_per_s']:.3g} images/s overall |",
             f"| training time | {m['train_seconds'] / 60:.1f} min |",
             f"| chrominance loss (per pixel, mean of first / last {m['averaged_over_steps']} steps) "
             f"| {m['chrom_first']:.3f} / {m['chrom_last']:.3f} |",
