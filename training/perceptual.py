@@ -83,6 +83,12 @@ class VGG19Features(nn.Module):
         state = _read_state(path)
         state = {k.removeprefix("features."): v for k, v in state.items()
                  if not k.startswith("classifier.")}
+        state = {k: v for k, v in state.items()
+                 if k.split(".")[0].isdigit() and int(k.split(".")[0]) <= VGG_RELU5_1}
+        missing = sorted(set(features.state_dict()) - set(state))
+        if missing:
+            raise ValueError(f"vgg19: {path} lacks {missing[:4]}; expected a torchvision vgg19 "
+                             "state dict (keys features.N.weight / features.N.bias)")
         features.load_state_dict(state, strict=True)
         self.features = features.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))

@@ -155,10 +155,11 @@ def branch_losses(
 
     pixels = pred_ab.shape[-2] * pred_ab.shape[-1]
     pred_ab = pred_ab.float()
-    chrom = F.smooth_l1_loss(pred_ab[:half], batch["target_ab"][:half], reduction="none", beta=1.0)
-    chrom = chrom.sum(dim=(1, 2, 3)).mean() / pixels
-    lab = torch.cat((batch["target_l"][half:], pred_ab[half:]), dim=1)
-    rgb_pred = lab_to_rgb(lab, gamut="clip")
+    with torch.autocast(pred_ab.device.type, enabled=False):  # losses and colour maths in fp32
+        chrom = F.smooth_l1_loss(pred_ab[:half], batch["target_ab"][:half], reduction="none", beta=1.0)
+        chrom = chrom.sum(dim=(1, 2, 3)).mean() / pixels
+        lab = torch.cat((batch["target_l"][half:], pred_ab[half:]), dim=1)
+        rgb_pred = lab_to_rgb(lab, gamut="clip")
     with torch.no_grad():
         f_true = features(batch["target_rgb"][half:]).float()
     f_pred = features(rgb_pred).float()

@@ -105,3 +105,27 @@ def test_two_process_gloo_ddp_equals_one_process(pairs_dir, tmp_path):
     config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert config["world_size"] == 2 and config["trained_on_backbone"] == "lite"
     assert not (tmp_path / "ddp" / "checkpoint.pt.tmp").exists()
+
+
+def test_vgg19_relu5_1_features_from_a_torchvision_state_file(tmp_path):
+    """--vgg19 FILE: a torchvision VGG19 state dict gives frozen relu5_1 features (stride 16)."""
+    from safetensors.torch import save_file
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from training.perceptual import VGG19Features, load_perceptual
+
+    torch.manual_seed(0)
+    layers = make_layers(cfgs["E"])
+    save_file({f"features.{k}": v for k, v in layers.state_dict().items()}, tmp_path / "vgg19.safetensors")
+    features = load_perceptual(tmp_path / "vgg19.safetensors")
+    assert isinstance(features, VGG19Features) and features.name == "vgg19 relu5_1"
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    y = features(x)
+    assert tuple(y.shape) == (1, 512, 2, 2) and bool((y >= 0).all())
+    y.sum().backward()
+    assert x.grad.abs().sum() > 0 and not any(p.requires_grad for p in features.parameters())
+    expected = layers[:30](((x.detach() - features.mean) / features.std))
+    torch.testing.assert_close(features(x.detach()), expected)
+    save_file({"features.0.weight": torch.zeros(64, 3, 3, 3)}, tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="torchvision vgg19"):
+        load_perceptual(tmp_path / "bad.safetensors")
