@@ -158,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table-out", type=Path, default=None, help="also write the table here")
     parser.add_argument("--json-out", type=Path, default=None, help="per-photo values as JSON")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from ._io import atomic_write, write_json_atomic
     from ._progress import progress_bar
