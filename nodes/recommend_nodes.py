@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from comfy_api.latest import io
 
 from . import logic
-from .v3_nodes import CATEGORY, Backbone, _report
+from .v3_nodes import CATEGORY, Backbone, _report, _search_aliases
 
 #: ComfyUI folder name of the reference indexes (``models/deepexemplar/indexes``; more folders
 #: can be added under this key in extra_model_paths.yaml).
@@ -133,8 +133,9 @@ class RecommendReference(io.ComfyNode):
         register_index_folder()
         return io.Schema(
             node_id="DeepExemplar_RecommendReference",
-            display_name="Recommend Reference (DeepExemplar)",
+            display_name="Exemplar Colorization: Recommend Reference",
             category=CATEGORY,
+            **_search_aliases("RecommendReference"),
             description="Picks the colour photos whose content and luminance best match the "
                         "target (global semantics, local correspondence, luminance histograms).",
             inputs=[
@@ -190,7 +191,7 @@ class RecommendReference(io.ComfyNode):
         target_t = logic.image_to_core(target, "target", node)[:1].cpu()
         if backbone.patcher is not None:
             mm.load_models_gpu([backbone.patcher])
-        describer = as_describer(backbone.backbone)
+        describer = as_describer(backbone)
         report = _report(cls.hidden.unique_id)
         if index != NO_INDEX:
             path = resolve_index(index, folder_paths.get_folder_paths(INDEX_FOLDER))

@@ -45,6 +45,10 @@ SEARCH_ALIASES = {
                        "warp", "deep exemplar"],
     "ExemplarColorize": ["colorization", "colorize", "exemplar", "reference", "recolor",
                          "color transfer", "deep exemplar"],
+    "RecommendReference": ["colorization", "colorize", "exemplar", "reference", "retrieval",
+                           "recommend", "automatic", "deep exemplar"],
+    "VideoTemporalSmooth": ["colorization", "colorize", "exemplar", "reference", "video",
+                            "flicker", "temporal", "deep exemplar"],
 }
 
 

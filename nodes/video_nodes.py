@@ -11,7 +11,7 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from . import logic, video_logic
-from .v3_nodes import CATEGORY, _report
+from .v3_nodes import CATEGORY, _report, _search_aliases
 
 
 class VideoTemporalSmooth(io.ComfyNode):
@@ -22,8 +22,9 @@ class VideoTemporalSmooth(io.ComfyNode):
         defaults = video_logic.temporal_defaults()
         return io.Schema(
             node_id="DeepExemplar_VideoTemporalSmooth",
-            display_name="Video Temporal Smooth (DeepExemplar)",
+            display_name="Exemplar Colorization: Video Temporal Smooth",
             category=CATEGORY,
+            **_search_aliases("VideoTemporalSmooth"),
             description="Removes colour flicker from colorized video frames by following the "
                         "motion (Bonneel et al. 2015); brightness is kept, scene cuts restart it.",
             inputs=[

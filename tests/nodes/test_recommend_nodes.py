@@ -84,7 +84,7 @@ def test_index_from_the_models_folder(nodes, backbone, cat_pair, tmp_path):
     Image.fromarray((reference[0].numpy() * 255).round().astype("uint8")).save(photos / "cat.png")
     Image.fromarray((_coffee()[0].numpy() * 255).round().astype("uint8")).save(photos / "coffee.png")
     indexes = tmp_path / "indexes"
-    build_index(photos, indexes / "family", backbone.backbone)
+    build_index(photos, indexes / "family", backbone)
     folder_paths.add_model_folder_path(nodes.INDEX_FOLDER, str(indexes))
     try:
         assert "family" in nodes.index_options(folder_paths.get_folder_paths(nodes.INDEX_FOLDER))

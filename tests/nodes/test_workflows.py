@@ -33,7 +33,7 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def test_three_workflows_with_twins():
+def test_every_workflow_has_a_twin():
     names = {p.stem for p in API_FILES}
     assert {"colorize_photo", "inspect_correspondence", "batch_one_reference"} <= names
     assert names == {p.stem for p in UI_FILES}, "every UI workflow needs an API twin and back"
