@@ -8,6 +8,7 @@ untouched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,6 +102,28 @@ def stop_server(process: subprocess.Popen) -> None:
     process.log_handle.close()
 
 
+@contextlib.contextmanager
+def running_server(comfy: Path, base: Path, extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """A headless server on a free port for the ``with`` block: yields its URL, stops it after.
+
+    The log goes to ``base/comfyui.log`` (quoted when the server fails to start).
+    """
+    port, log = free_port(), base / "comfyui.log"
+    process = start_server(comfy, base, port, log, extra_args)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, log)
+        yield url
+    finally:
+        stop_server(process)
+
+
+def get_json(url: str, timeout: float = 60) -> dict:
+    """``GET url`` decoded as JSON."""
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        return json.loads(answer.read())
+
+
 def normalise_object_info(info: dict) -> dict:
     """The subset of ``/object_info`` the workflow tests use, stable across machines.
 
@@ -127,17 +151,9 @@ def main() -> int:
         print("set COMFYUI_DIR to a ComfyUI checkout", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        base, port = Path(tmp), free_port()
-        prepare_base(base)
-        log = base / "comfyui.log"
-        process = start_server(comfy, base, port, log)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_ready(url, process, log)
-            with urllib.request.urlopen(url + "/object_info", timeout=30) as response:
-                info = normalise_object_info(json.loads(response.read()))
-        finally:
-            stop_server(process)
+        prepare_base(Path(tmp))
+        with running_server(comfy, Path(tmp)) as url:
+            info = normalise_object_info(get_json(url + "/object_info", timeout=30))
     target = REPO / "tests" / "nodes" / "data" / "object_info.json"
     target.parent.mkdir(exist_ok=True)
     target.write_text(json.dumps(info, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -32,11 +32,8 @@ from comfy_server import (
     PACK_NAME,
     PACK_NODES,
     comfyui_dir,
-    free_port,
     prepare_base,
-    start_server,
-    stop_server,
-    wait_ready,
+    running_server,
 )
 
 pytestmark = pytest.mark.comfyui
@@ -92,18 +89,12 @@ def server(tmp_path_factory):
                     "(see docs/comfyui.md 'Running the tests')")
     base = tmp_path_factory.mktemp("comfy_frontend")
     prepare_base(base)
-    port, log = free_port(), base / "comfyui.log"
-    process = start_server(comfy, base, port, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, log)
+    with running_server(comfy, base) as url:
         # a first visit opens the template browser over the canvas; a returning user's does not
         request = urllib.request.Request(url + "/api/settings/Comfy.TutorialCompleted",
                                          data=b"true", method="POST")
         urllib.request.urlopen(request, timeout=30).close()
         yield url
-    finally:
-        stop_server(process)
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import io
 import json
-import urllib.request
 from pathlib import Path
 
 import pytest
 from comfy_server import (
     PACK_NAME,
     comfyui_dir,
-    free_port,
+    get_json,
     prepare_base,
-    start_server,
-    stop_server,
-    wait_ready,
+    running_server,
 )
 from pack_import import import_pack_module
 
@@ -63,24 +60,13 @@ def server(tmp_path_factory):
     config = base / "extra_model_paths.yaml"
     config.write_text(f"test_paths:\n    base_path: {base / 'elsewhere'}\n"
                       "    deepexemplar_indexes: my_indexes/\n", encoding="utf-8")
-    port, log = free_port(), base / "comfyui.log"
-    process = start_server(comfy, base, port, log, ("--extra-model-paths-config", str(config)))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, log)
+    with running_server(comfy, base, ("--extra-model-paths-config", str(config))) as url:
         yield url, base, photos
-    finally:
-        stop_server(process)
 
 
 @pytest.fixture(scope="module")
 def client(server):
     return batch.ComfyClient(server[0], retries=2, timeout=120)
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=60) as answer:
-        return json.loads(answer.read())
 
 
 def _images(client, entry: dict, kind: str):
@@ -119,15 +105,15 @@ def test_auto_colorize_workflow_runs(client):
 
 def test_auto_colorize_ui_workflow_as_served(client, server):
     workflow_mod = import_pack_module("comfy_client.workflow")
-    ui = _get(server[0] + f"/api/workflow_templates/{PACK_NAME}/auto_colorize.json")
-    prompt = workflow_mod.ui_to_api(ui, _get(server[0] + "/object_info"))
+    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/auto_colorize.json")
+    prompt = workflow_mod.ui_to_api(ui, get_json(server[0] + "/object_info"))
     prompt["8"]["inputs"]["strength"] = 0.9  # not cached from the API run
     saved = _images(client, client.wait(client.queue_prompt(prompt), 600), "output")
     assert len(saved) == 1 and _chroma(saved[0]) > 0.02
 
 
 def test_indexes_listed_from_models_folder_and_extra_paths(server):
-    info = _get(server[0] + "/object_info/DeepExemplar_RecommendReference")
+    info = get_json(server[0] + "/object_info/DeepExemplar_RecommendReference")
     options = info["DeepExemplar_RecommendReference"]["input"]["required"]["index"][1]["options"]
     assert options[0].startswith("none") and {"main", "extra"} <= set(options)
 

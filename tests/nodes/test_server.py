@@ -21,12 +21,10 @@ from comfy_server import (
     PACK_NAME,
     PACK_NODES,
     comfyui_dir,
-    free_port,
+    get_json,
     normalise_object_info,
     prepare_base,
-    start_server,
-    stop_server,
-    wait_ready,
+    running_server,
 )
 from pack_import import import_pack_module
 
@@ -54,24 +52,13 @@ def server(request, tmp_path_factory):
     config = base / "extra_model_paths.yaml"
     config.write_text(f"test_paths:\n    base_path: {base / 'elsewhere'}\n"
                       "    deepexemplar: deepexemplar/\n", encoding="utf-8")
-    port, log = free_port(), base / "comfyui.log"
-    process = start_server(comfy, base, port, log, ("--extra-model-paths-config", str(config)))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, log)
-        yield url, base, log
-    finally:
-        stop_server(process)
+    with running_server(comfy, base, ("--extra-model-paths-config", str(config))) as url:
+        yield url, base, base / "comfyui.log"
 
 
 @pytest.fixture(scope="module")
 def client(server):
     return batch.ComfyClient(server[0], retries=2, timeout=120)
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=60) as answer:
-        return json.loads(answer.read())
 
 
 def _workflow(name: str) -> dict:
@@ -102,7 +89,7 @@ def _chroma(image) -> float:
 
 def test_object_info_lists_every_node_without_import_failure(server):
     url, _, log = server
-    info = _get(url + "/object_info")
+    info = get_json(url + "/object_info")
     missing = [n for n in PACK_NODES if n not in info]
     assert not missing, f"missing nodes {missing}; log:\n{log.read_text()[-3000:]}"
     pack_lines = [line for line in log.read_text().splitlines() if PACK_NAME in line]
@@ -128,17 +115,17 @@ def test_object_info_lists_every_node_without_import_failure(server):
 
 
 def test_weights_listed_from_models_folder_and_extra_paths(server, tiny_paper_weights):
-    info = _get(server[0] + "/object_info/DeepExemplar_LoadColorNet")
+    info = get_json(server[0] + "/object_info/DeepExemplar_LoadColorNet")
     options = info["DeepExemplar_LoadColorNet"]["input"]["required"]["weights"][1]["options"]
     files = {tiny_paper_weights[name].name for name in ("gray_vgg", "colornet")}
     assert files <= set(options)  # models/deepexemplar and the extra_model_paths.yaml folder
-    assert files <= set(_get(server[0] + "/models/deepexemplar"))
+    assert files <= set(get_json(server[0] + "/models/deepexemplar"))
 
 
 def test_templates_are_served(server):
-    templates = _get(server[0] + "/api/workflow_templates")
+    templates = get_json(server[0] + "/api/workflow_templates")
     assert sorted(templates[PACK_NAME]) == sorted(p.stem for p in API.glob("*.json"))
-    ui = _get(server[0] + f"/api/workflow_templates/{PACK_NAME}/colorize_photo.json")
+    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/colorize_photo.json")
     assert any(n["type"] == "DeepExemplar_ExemplarColorize" for n in ui["nodes"])
 
 
@@ -168,8 +155,8 @@ def test_api_workflow_runs(client, server, name, count):
 def test_ui_workflow_runs_as_served(client, server, name, count):
     """The UI file, as the template browser serves it, converted with the live schemas, runs."""
     workflow_mod = import_pack_module("comfy_client.workflow")
-    ui = _get(server[0] + f"/api/workflow_templates/{PACK_NAME}/{name}.json")
-    prompt = workflow_mod.ui_to_api(ui, _get(server[0] + "/object_info"))
+    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/{name}.json")
+    prompt = workflow_mod.ui_to_api(ui, get_json(server[0] + "/object_info"))
     saved = _saved_images(client, _run(client, prompt))
     assert len(saved) == count
     assert all(_chroma(image) > 0.02 for image in saved)
@@ -195,7 +182,7 @@ def test_bad_input_names_node_and_server_keeps_running(client, server):
     with pytest.raises(batch.ComfyError, match=r"DeepExemplar LoadGrayVGG: the file "
                                                r"'missing.safetensors' is no longer in models/"):
         _run(client, workflow)
-    assert "system" in _get(server[0] + "/system_stats")
+    assert "system" in get_json(server[0] + "/system_stats")
     assert len(_saved_images(client, _run(client, _workflow("colorize_photo")))) == 1
 
 
@@ -220,11 +207,11 @@ def test_interrupt_stops_a_running_prompt(client, server):
     workflow["9"]["inputs"]["size"] = 768  # long enough (seconds) to be interrupted mid-run
     prompt_id = client.queue_prompt(workflow)
     deadline = time.monotonic() + 60
-    while not _get(server[0] + "/queue")["queue_running"] and time.monotonic() < deadline:
+    while not get_json(server[0] + "/queue")["queue_running"] and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     urllib.request.urlopen(urllib.request.Request(server[0] + "/interrupt", data=b"",
                                                   method="POST"), timeout=10).close()
     with pytest.raises(batch.ComfyError, match="execution_interrupted"):
         client.wait(prompt_id, 300)
-    assert "system" in _get(server[0] + "/system_stats")
+    assert "system" in get_json(server[0] + "/system_stats")

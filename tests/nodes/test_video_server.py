@@ -7,9 +7,7 @@ with the reason otherwise.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import urllib.request
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,11 +15,9 @@ import pytest
 from comfy_server import (
     PACK_NAME,
     comfyui_dir,
-    free_port,
+    get_json,
     prepare_base,
-    start_server,
-    stop_server,
-    wait_ready,
+    running_server,
 )
 from pack_import import import_pack_module
 
@@ -40,28 +36,15 @@ def server(tmp_path_factory):
     if comfy is None:
         pytest.skip("COMFYUI_DIR is not set to a ComfyUI checkout; the server test needs one "
                     "(see docs/comfyui.md 'Running the tests')")
-    if importlib.util.find_spec("deepexemplar_core.temporal") is None:
-        pytest.skip("deepexemplar_core.temporal is not in this tree yet (branch feat/temporal)")
     base = tmp_path_factory.mktemp("comfy_video")
     prepare_base(base)
-    port, log = free_port(), base / "comfyui.log"
-    process = start_server(comfy, base, port, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process, log)
+    with running_server(comfy, base) as url:
         yield url, base
-    finally:
-        stop_server(process)
 
 
 @pytest.fixture(scope="module")
 def client(server):
     return batch.ComfyClient(server[0], retries=2, timeout=120)
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=60) as answer:
-        return json.loads(answer.read())
 
 
 def _saved_video(client, entry: dict, tmp_path: Path) -> Path:
@@ -94,7 +77,7 @@ def _check_colour_video(path: Path, source: Path) -> None:
 
 
 def test_pack_generates_the_example_clip(server):
-    info = _get(server[0] + "/object_info/LoadVideo")
+    info = get_json(server[0] + "/object_info/LoadVideo")
     assert CLIP in info["LoadVideo"]["input"]["required"]["file"][1]["options"]
     assert (server[1] / "input" / CLIP).is_file()
 
@@ -111,8 +94,8 @@ def test_video_workflow_runs(client, server, name, tmp_path):
 
 def test_ui_video_workflow_runs_as_served(client, server, tmp_path):
     workflow_mod = import_pack_module("comfy_client.workflow")
-    ui = _get(server[0] + f"/api/workflow_templates/{PACK_NAME}/colorize_video.json")
-    prompt = workflow_mod.ui_to_api(ui, _get(server[0] + "/object_info"))
+    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/colorize_video.json")
+    prompt = workflow_mod.ui_to_api(ui, get_json(server[0] + "/object_info"))
     prompt["7"]["inputs"]["mode"] = "fast"
     entry = client.wait(client.queue_prompt(prompt), 900)
     _check_colour_video(_saved_video(client, entry, tmp_path), server[1] / "input" / CLIP)
@@ -124,4 +107,4 @@ def test_bad_widget_names_the_node_and_server_keeps_running(client, server):
     workflow["7"]["inputs"]["flow_preset"] = "slow"
     with pytest.raises(batch.ComfyError, match="flow_preset"):
         client.wait(client.queue_prompt(workflow), 300)
-    assert "system" in _get(server[0] + "/system_stats")
+    assert "system" in get_json(server[0] + "/system_stats")
