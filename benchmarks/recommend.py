@@ -28,6 +28,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -36,21 +37,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepexemplar_core.recommend import build_index, load_describer
-from deepexemplar_core.recommend.query import _query_descriptors
-from deepexemplar_core.recommend.search import QUERY_THREADS, Searchable, rank
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import cpu_name  # noqa: E402
+from deepexemplar_core.recommend import build_index, load_describer  # noqa: E402
+from deepexemplar_core.recommend.query import _query_descriptors  # noqa: E402
+from deepexemplar_core.recommend.search import QUERY_THREADS, Searchable, rank  # noqa: E402
 
 
 def machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), torch " \
+    text = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu_name()}), torch " \
            f"{torch.__version__}, {torch.get_num_threads()} torch threads"
     if device.type == "cuda":
         text += f", GPU {torch.cuda.get_device_name(device)}"

@@ -48,6 +48,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_name  # noqa: E402
 from deepexemplar_core import (
     ColorizeConfig,
     TemporalConfig,
@@ -191,16 +192,8 @@ def evaluate(l, ab, ab_true, flows) -> dict[str, float]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return (
-        f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"{cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"OpenCV {cv2.__version__}, {platform.system()} {platform.machine()}"
     )
 
