@@ -39,10 +39,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import cpu_name  # noqa: E402
-from deepexemplar_core.recommend import build_index, load_describer  # noqa: E402
-from deepexemplar_core.recommend.query import _query_descriptors  # noqa: E402
-from deepexemplar_core.recommend.search import QUERY_THREADS, Searchable, rank  # noqa: E402
+from benchmarks.machine import cpu_name
+from deepexemplar_core.recommend import build_index, load_describer
+from deepexemplar_core.recommend.query import _query_descriptors
+from deepexemplar_core.recommend.search import QUERY_THREADS, Searchable, rank
 
 
 def machine(device: torch.device) -> str:

@@ -48,7 +48,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import cpu_name  # noqa: E402
+from benchmarks.machine import cpu_name
 from deepexemplar_core import (
     ColorizeConfig,
     TemporalConfig,
