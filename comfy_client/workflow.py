@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "main",
     "WorkflowError",
     "api_to_ui",
     "check_api_workflow",
+    "main",
     "ui_to_api",
     "widget_slots",
 ]

@@ -47,12 +47,12 @@ from .warp import warp_colors
 __all__ = [
     "ColorizeConfig",
     "ColorizeResult",
+    "ColorizedImage",
     "Intermediates",
     "MatchResult",
     "Models",
-    "SimilarityResult",
-    "ColorizedImage",
     "PreparedReference",
+    "SimilarityResult",
     "check_image",
     "colorize",
     "colorize_iter",
@@ -623,8 +623,7 @@ def _chunk_progress(progress: Progress | None, total: int, done: int, count: int
         return None
 
     def relay(step: int, steps: int) -> None:
-        fraction = start + (end - start) * step / max(steps, 1)
-        progress(round(PROGRESS_UNITS * (done + count * fraction)), PROGRESS_UNITS * total)
+        _report(progress, total, done, count, start + (end - start) * step / max(steps, 1))
 
     return relay
 
@@ -693,6 +692,7 @@ def colorize_iter(
 
 
 def _report(progress: Progress | None, total: int, done: int, count: int, fraction: float) -> None:
+    """Report ``done`` images plus ``fraction`` of the next ``count``, in :data:`PROGRESS_UNITS`."""
     if progress is not None:
         progress(round(PROGRESS_UNITS * (done + count * fraction)), PROGRESS_UNITS * total)
 

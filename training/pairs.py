@@ -48,15 +48,15 @@ from ._io import save_safetensors_atomic, write_json_atomic
 __all__ = [
     "FORMAT",
     "PairPlan",
+    "backbone_identity",
+    "build_pairs",
+    "chrominance_reference",
     "compute_pair",
     "global_descriptors",
     "list_images",
     "load_square",
     "plan_pairs",
     "self_reference",
-    "backbone_identity",
-    "build_pairs",
-    "chrominance_reference",
     "tensors_sha256",
 ]
 

@@ -19,10 +19,10 @@ from .vgg_gray import GrayVGG19BN, encode_vgg_input
 
 __all__ = [
     "BACKBONES",
+    "LEVELS",
     "Backbone",
     "EfficientNetLite0",
     "GrayVGG19BN",
-    "LEVELS",
     "LiteBackbone",
     "encode_lite_input",
     "encode_vgg_input",

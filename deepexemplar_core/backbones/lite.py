@@ -40,8 +40,8 @@ from .efficientnet import EfficientNetLite0
 __all__ = [
     "BOTTLENECK_BLOCKS",
     "LEVELS",
-    "LiteBackbone",
     "TAPS",
+    "LiteBackbone",
     "encode_lite_input",
     "load_lite_backbone",
 ]
