@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 _BLOCK_PIXELS = 1 << 22  # rows per block of row-wise conversions: about 4 M pixels
 _ORIENTATION_TAG = 0x0112
 _METADATA_PREFIX = "deepexemplar-metadata:"  # JPEG comment / TIFF description payload marker
+#: Suffixes of the image files a folder is searched for (by the CLI, the index, training).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 _WRITE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff"}
 _PILLOW_CONVERSIONS = {"1": "L", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB"}
 

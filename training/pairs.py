@@ -43,6 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepexemplar_core.image_io import IMAGE_SUFFIXES
+
 from ._io import save_safetensors_atomic, write_json_atomic
 
 __all__ = [
@@ -63,7 +65,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT = "deepexemplar-training-pairs/1"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 KINDS = ("self", "similar", "random")
 
 

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..image_io import IMAGE_SUFFIXES
 from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, exit_code_for
 from .options import (
-    IMAGE_SUFFIXES,
     add_model_options,
     config_from_args,
     load_models_from_args,

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-#: Image files a folder given as a target is searched for.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Model family, weights, device, working size and matching backend options."""

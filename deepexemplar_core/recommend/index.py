@@ -28,10 +28,11 @@ from pathlib import Path
 
 import torch
 
+from ..image_io import IMAGE_SUFFIXES
 from .descriptors import Describer, Descriptors, describe
 from .loading import as_describer, load_describer
 from .pca import Projection, fit_projection
-from .reading import IMAGE_SUFFIXES, _batches, _File, _Loaded, scan_folder
+from .reading import _batches, _File, _Loaded, scan_folder
 from .search import Searchable
 from .storage import (
     FORMAT,

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import torch
 
+from ..image_io import IMAGE_SUFFIXES
 from .descriptors import INPUT_SIZE, is_gray_rgb, prepare_luminance
 
-__all__ = ["IMAGE_SUFFIXES", "scan_folder"]
+__all__ = ["scan_folder"]
 
-#: File suffixes indexed (case-insensitive); other files are ignored.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
