@@ -14,10 +14,17 @@ looked up at ``q = phi_T->R(p)`` (their ``reverse_dist``; out-of-range ``q`` giv
 Everything here is float32 with the authors' formulas and order of the final operations; the
 channel sums use PyTorch's reduction order instead of their sequential CUDA loop, so an err
 value can differ by 1 where ``(1 - cos) * 255`` lies within float rounding of an integer.
+
+Speed (not in the authors' code): a level whose feature cells are few but wide (the coarse
+levels: 320 channels on 8 x 11 cells for the lite backbone at 256 px) is evaluated from the Gram
+matrices of the cells, ``<t(p), r(q)> = sum_ab w_a w_b <T_a, R_b>`` over the four cells of each
+bilinear sample, which is exact up to float rounding and does not grow with the channels per
+pixel; the other levels sample every channel at every pixel.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -31,6 +38,14 @@ __all__ = ["SimilarityMaps", "encode_errors", "lookup_at_field", "similarity_map
 # Channels are processed in groups holding at most this many feature scalars per sampled
 # full-resolution tensor (16 MiB of float32), so memory stays linear in the number of pixels.
 _CHUNK_ELEMENTS = 1 << 22
+# Cost model of the two exact evaluations of a level, in units of one channel sampled at one pixel
+# (measured on CPU): the Gram form costs _GRAM_PIXEL_COST per pixel (its 4 x 16 reads) plus
+# one unit per _GRAM_MACS_PER_UNIT multiply-adds of its matrix products (cells_t * cells_r * C
+# for each of four); sampling costs C per pixel. The Gram form is also bounded in memory: at most
+# _GRAM_ELEMENTS matrix entries over the batch (64 MiB of float32).
+_GRAM_PIXEL_COST = 60
+_GRAM_MACS_PER_UNIT = 20
+_GRAM_ELEMENTS = 1 << 24
 
 
 def encode_errors(err: torch.Tensor) -> torch.Tensor:
@@ -144,10 +159,12 @@ def _level_neg_cosines(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Compute the authors' ``annd = -cos`` of one level in both directions.
 
-    Each image's features are sampled once at every one of its pixels; the sample at a match is
-    then a read of the other image's per-pixel sample (the authors' sample depends only on the
-    matched pixel, and a match beyond the last pixel samples the same border cell as the last
-    pixel). Channels are processed in groups so that memory stays linear in the pixels.
+    Two exact evaluations of the same formula; the cheaper one for the level's size is used
+    (they differ only in float rounding):
+
+    * coarse levels (few feature cells, many channels): from the cells' Gram matrices
+      (:func:`_gram_neg_cosines`), so the work per pixel does not grow with the channels;
+    * fine levels: from the features sampled at every pixel (:func:`_sampled_neg_cosines`).
 
     Args:
         target: ``(B, C, ht, wt)`` target features of the level.
@@ -158,6 +175,105 @@ def _level_neg_cosines(
     Returns:
         ``annd_tr (B, Ht, Wt)`` on the target grid and ``annd_rt (B, Hr, Wr)`` on the
         reference grid, float32.
+    """
+    channels = target.shape[1]
+    cells = target.shape[-2] * target.shape[-1] * reference.shape[-2] * reference.shape[-1]
+    pixels = math.prod(corr.target_size) + math.prod(corr.reference_size)
+    gram_cost = _GRAM_PIXEL_COST * pixels + 4 * cells * channels / _GRAM_MACS_PER_UNIT
+    if gram_cost < channels * pixels and target.shape[0] * cells <= _GRAM_ELEMENTS:
+        return _gram_neg_cosines(target, reference, corr, stride)
+    return _sampled_neg_cosines(target, reference, corr, stride)
+
+
+def _cell_corners(
+    size: tuple[int, int], stride: int, cells: tuple[int, int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The four cells and weights of the authors' bilinear sample at every pixel of a grid.
+
+    Args:
+        size: ``(H, W)`` of the pixel grid.
+        stride: the level's stride.
+        cells: ``(h, w)`` of the level's feature grid.
+        device: where to put the result.
+
+    Returns:
+        ``(index, weight)``, both ``(H * W, 4)``: row-major cell indices (int64) and the
+        products of the row and column weights (float32), pixels in row-major order.
+    """
+    y0, y1, wy0, wy1 = _corners(torch.arange(size[0], device=device), stride, cells[0])
+    x0, x1, wx0, wx1 = _corners(torch.arange(size[1], device=device), stride, cells[1])
+    rows, cols = torch.stack((y0, y0, y1, y1), -1), torch.stack((x0, x1, x0, x1), -1)
+    row_w, col_w = torch.stack((wy0, wy0, wy1, wy1), -1), torch.stack((wx0, wx1, wx0, wx1), -1)
+    index = rows[:, None] * cells[1] + cols[None, :]
+    return index.reshape(-1, 4), (row_w[:, None] * col_w[None, :]).reshape(-1, 4)
+
+
+def _sample_dots(own, other, own_corners, other_corners) -> torch.Tensor:
+    """Inner products of bilinear samples of two feature maps, from their cells' Gram matrix.
+
+    ``<own(p), other(q)> = sum_a sum_b w_a w_b <own_a, other_b>`` over the four cells ``a`` of
+    ``p``'s sample and ``b`` of ``q``'s.
+
+    Args:
+        own: ``(1 | B, C, h, w)`` features of the image whose pixels ``p`` are listed.
+        other: ``(1 | B, C, ho, wo)`` features of the image the pixels ``q`` lie in.
+        own_corners: ``(index, weight)`` of the ``N`` pixels ``p``, each ``(N, 4)``.
+        other_corners: ``(index, weight)`` of the matched pixels ``q``, each ``(1 | B, N, 4)``.
+
+    Returns:
+        ``(B, N)`` float32.
+    """
+    gram = torch.matmul(own.float().flatten(2).transpose(1, 2), other.float().flatten(2))
+    batch, width = max(gram.shape[0], other_corners[0].shape[0]), gram.shape[-1]
+    index = own_corners[0][None, :, :, None] * width + other_corners[0][:, :, None, :]
+    index = index.expand(batch, -1, -1, -1)
+    values = gram.flatten(1).expand(batch, -1).gather(1, index.flatten(1)).view(index.shape)
+    own_weight = own_corners[1].expand(batch, -1, -1)
+    return torch.einsum("bnij,bni,bnj->bn", values, own_weight, other_corners[1].expand_as(own_weight))
+
+
+def _gram_neg_cosines(
+    target: torch.Tensor, reference: torch.Tensor, corr: Correspondence, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_level_neg_cosines` from the Gram matrices of the feature cells.
+
+    Costs ``O(cells_t * cells_r * C)`` once plus 16 reads per pixel, instead of ``O(C)`` per
+    pixel. Each direction is computed by the same calls with the roles swapped, so swapping
+    target and reference gives bit-identical maps, as the authors' shared kernel does.
+    """
+    batch, t_size, r_size = target.shape[0], corr.target_size, corr.reference_size
+    target, reference = target.to(torch.float32), reference.to(torch.float32)
+    t_corners = _cell_corners(t_size, stride, target.shape[-2:], target.device)
+    r_corners = _cell_corners(r_size, stride, reference.shape[-2:], target.device)
+    rows_tr = _flat_rows(corr.nnf_tr, r_size, batched=False).view(batch, -1)
+    rows_rt = _flat_rows(corr.nnf_rt, t_size, batched=False).view(batch, -1)
+    at_tr = tuple(c[rows_tr] for c in r_corners)  # reference samples at phi_T->R(p)
+    at_rt = tuple(c[rows_rt] for c in t_corners)  # target samples at phi_R->T(q)
+    norm_t = _sample_dots(target, target, t_corners, tuple(c[None] for c in t_corners))
+    norm_r = _sample_dots(reference, reference, r_corners, tuple(c[None] for c in r_corners))
+    norm_t, norm_r = norm_t.clamp(min=0).sqrt(), norm_r.clamp(min=0).sqrt()
+    norm_t, norm_r = norm_t.clamp(min=1e-8), norm_r.clamp(min=1e-8)
+    dot_tr = _sample_dots(target, reference, t_corners, at_tr)
+    dot_rt = _sample_dots(reference, target, r_corners, at_rt)
+    norm_r_tr = norm_r.expand(batch, -1).gather(1, rows_tr)
+    norm_t_rt = norm_t.gather(1, rows_rt)
+    annd_tr = -dot_tr / (norm_t * norm_r_tr)
+    annd_rt = -dot_rt / (norm_r * norm_t_rt)
+    return annd_tr.view(batch, *t_size), annd_rt.view(batch, *r_size)
+
+
+def _sampled_neg_cosines(
+    target: torch.Tensor,
+    reference: torch.Tensor,
+    corr: Correspondence,
+    stride: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_level_neg_cosines` from the features sampled at every pixel.
+
+    Each image's features are sampled once at every one of its pixels; the sample at a match is
+    then a read of the other image's per-pixel sample (the authors' sample depends only on the
+    matched pixel, and a match beyond the last pixel samples the same border cell as the last
+    pixel). Channels are processed in groups so that memory stays linear in the pixels.
     """
     batch, t_size, r_size = target.shape[0], corr.target_size, corr.reference_size
     rows_tr = _flat_rows(corr.nnf_tr, r_size, reference.shape[0] > 1)

@@ -22,6 +22,17 @@ from authors_demo import EXAMPLE, demo_pairs
 
 
 
+@pytest.fixture(params=["sampled", "gram"])
+def level_path(request, monkeypatch):
+    """Run a test once with each exact evaluation of a level forced (the cost model picks one)."""
+    if request.param == "gram":
+        monkeypatch.setattr(similarity_module, "_GRAM_PIXEL_COST", 0)
+        monkeypatch.setattr(similarity_module, "_GRAM_MACS_PER_UNIT", float("inf"))
+    else:
+        monkeypatch.setattr(similarity_module, "_GRAM_ELEMENTS", 0)
+    return request.param
+
+
 def identity_field(batch: int, height: int, width: int) -> torch.Tensor:
     ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     return torch.stack((ys, xs), dim=-1).expand(batch, -1, -1, -1).contiguous()
@@ -65,7 +76,7 @@ def test_demo_err_ab_is_reverse_err_ba_looked_up_through_phi(stems):
     not demo_pairs(),
     reason=f"authors' demo data not found at {EXAMPLE} (set DEEPEXEMPLAR_SHARED to shared/)",
 )
-def test_swapping_the_pair_reproduces_the_demo_relation_with_real_flows():
+def test_swapping_the_pair_reproduces_the_demo_relation_with_real_flows(level_path):
     """Our err_rt of (T, R) is our err_tr of (R, T) read through phi_T->R, as in their files."""
     gen = torch.Generator().manual_seed(9)
     strides, channels = (1, 2, 4, 8, 16), (4, 4, 6, 6, 8)
@@ -79,7 +90,7 @@ def test_swapping_the_pair_reproduces_the_demo_relation_with_real_flows():
     assert forward.err_tr.float().std() > 5  # random features: the maps are not constant
 
 
-def test_hand_computed_bilinear_samples_use_the_authors_shift():
+def test_hand_computed_bilinear_samples_use_the_authors_shift(level_path):
     # Target 4x6 pixels, stride 2 -> 2x3 cells; channel 0 is 1, channel 1 holds v.
     v = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 8.0]])
     target = FeaturePyramid((torch.stack((torch.ones(2, 3), v))[None],), (2,), ("l",), (4, 6))
@@ -117,7 +128,7 @@ def test_stride_one_samples_pixels_without_shift():
 
 
 @pytest.mark.parametrize("strides", [(1, 2, 4, 8, 16), (2, 4, 8, 16, 32)], ids=["vgg", "lite"])
-def test_identical_features_give_zero_and_orthogonal_give_255(strides):
+def test_identical_features_give_zero_and_orthogonal_give_255(strides, level_path):
     gen = torch.Generator().manual_seed(1)
     size = (37, 45)
     pyramid = ceil_pyramid(2, size, strides, (3, 4, 5, 6, 7), gen)
@@ -164,7 +175,7 @@ def reference_neg_cosine(source, other, nnf, stride):
     return -F.cosine_similarity(a, b, dim=1, eps=1e-8)
 
 
-def test_matches_an_independent_grid_sample_reference():
+def test_matches_an_independent_grid_sample_reference(level_path):
     gen = torch.Generator().manual_seed(2)
     strides = (1, 2, 4, 8, 16)
     t_size, r_size = (41, 53), (47, 38)
@@ -196,7 +207,7 @@ def test_matches_an_independent_grid_sample_reference():
     assert sim.level_names == ("level16", "level8", "level4", "level2", "level1")
 
 
-def test_shared_reference_equals_per_target_reference_and_chunking(monkeypatch):
+def test_shared_reference_equals_per_target_reference_and_chunking(monkeypatch, level_path):
     gen = torch.Generator().manual_seed(4)
     strides = (2, 4, 8)
     target = ceil_pyramid(3, (30, 26), strides, (5, 6, 7), gen)
@@ -271,3 +282,29 @@ def test_lookup_at_field_fills_outside():
     values = torch.arange(12, dtype=torch.uint8).view(1, 1, 3, 4)
     nnf = torch.tensor([[[[0, 0], [2, 3], [-1, 0], [0, 4]]]])
     assert lookup_at_field(values, nnf, fill=255)[0, 0, 0].tolist() == [0, 11, 255, 255]
+
+
+def test_coarse_wide_levels_use_the_gram_form_and_both_forms_agree(monkeypatch):
+    """A lite-like coarsest level (320 channels on 8 x 11 cells) takes the Gram form; a fine,
+    narrow level samples; the two forms agree to float rounding on the same inputs."""
+    gen = torch.Generator().manual_seed(8)
+    size = (250, 341)
+    nnf = random_field(1, size, size, gen)
+    corr = Correspondence(nnf, random_field(1, size, size, gen))
+    chosen = []
+    for name in ("_gram_neg_cosines", "_sampled_neg_cosines"):
+        real = getattr(similarity_module, name)
+        monkeypatch.setattr(similarity_module, name,
+                            lambda *a, _real=real, _name=name: chosen.append(_name) or _real(*a))
+    coarse = [torch.rand(1, 320, 8, 11, generator=gen) - 0.2 for _ in range(2)]
+    fine = [torch.rand(1, 16, 125, 171, generator=gen) for _ in range(2)]
+    similarity_module._level_neg_cosines(*coarse, corr, 32)
+    similarity_module._level_neg_cosines(*fine, corr, 2)
+    assert chosen == ["_gram_neg_cosines", "_sampled_neg_cosines"]
+    monkeypatch.undo()
+    gram = similarity_module._gram_neg_cosines(*coarse, corr, 32)
+    sampled = similarity_module._sampled_neg_cosines(*coarse, corr, 32)
+    for a, b in zip(gram, sampled, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+        diff = (similarity_module._quantise(a).int() - similarity_module._quantise(b).int()).abs()
+        assert diff.max() <= 1 and diff.eq(0).float().mean() > 0.999
