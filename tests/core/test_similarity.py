@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from authors_demo import EXAMPLE, demo_pairs
 
 from deepexemplar_core import similarity as similarity_module
 from deepexemplar_core.authors_io import read_combo, read_flow
@@ -17,9 +18,6 @@ from deepexemplar_core.similarity import (
     similarity_maps,
 )
 from deepexemplar_core.structures import Correspondence, FeaturePyramid
-
-from authors_demo import EXAMPLE, demo_pairs
-
 
 
 @pytest.fixture(params=["sampled", "gram"])
