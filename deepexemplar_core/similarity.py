@@ -229,7 +229,8 @@ def _sample_dots(own, other, own_corners, other_corners) -> torch.Tensor:
     index = index.expand(batch, -1, -1, -1)
     values = gram.flatten(1).expand(batch, -1).gather(1, index.flatten(1)).view(index.shape)
     own_weight = own_corners[1].expand(batch, -1, -1)
-    return torch.einsum("bnij,bni,bnj->bn", values, own_weight, other_corners[1].expand_as(own_weight))
+    other_weight = other_corners[1].expand_as(own_weight)
+    return torch.einsum("bnij,bni,bnj->bn", values, own_weight, other_weight)
 
 
 def _gram_neg_cosines(
