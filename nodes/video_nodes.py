@@ -40,10 +40,10 @@ class VideoTemporalSmooth(io.ComfyNode):
                     tooltip="How strongly colours stick to the previous frame (bonneel mode). "
                             "Larger = steadier but more risk of smearing."),
                 io.Combo.Input(
-                    "flow_preset", options=["ultrafast", "fast", "medium"],
+                    "flow_preset", options=["auto", "ultrafast", "fast", "medium"],
                     default=defaults.flow_preset,
                     tooltip="Optical-flow quality: medium follows motion best, ultrafast is "
-                            "quickest."),
+                            "quickest; auto uses fast in fast mode and medium in bonneel mode."),
                 io.Float.Input(
                     "scene_cut", default=defaults.scene_cut, min=0.0, max=1.0, step=0.01,
                     tooltip="A frame whose mean motion-match weight (0..1) falls below this "

@@ -57,8 +57,10 @@ def register(subparsers) -> None:
                         help="temporal smoothing (default bonneel; fast for previews)")
     parser.add_argument("--lambda", dest="lam", type=float, default=None,
                         help="temporal weight of the bonneel mode (larger = steadier)")
-    parser.add_argument("--flow-preset", choices=("ultrafast", "fast", "medium"), default=None,
-                        help="optical flow preset of the temporal smoothing")
+    parser.add_argument("--flow-preset", choices=("auto", "ultrafast", "fast", "medium"),
+                        default=None,
+                        help="optical flow preset of the temporal smoothing (default auto: fast "
+                             "with --temporal fast, medium with bonneel)")
     parser.add_argument("--scene-cut", type=float, default=None,
                         help="mean temporal weight in [0, 1] below which a frame starts a new shot")
     parser.add_argument("--keyframe", type=int, default=None, metavar="K",

@@ -31,6 +31,7 @@ from .flow import FLOW_PRESETS, DisFlow, flow_consistent, luminance_u8, warp, wa
 from .solver import solve_screened_poisson
 
 __all__ = [
+    "AUTO_FLOW_PRESETS",
     "MODES",
     "SmoothedFrame",
     "TemporalConfig",
@@ -43,6 +44,10 @@ Progress = Callable[[int, int], None]
 
 #: Temporal smoothing modes.
 MODES = ("off", "fast", "bonneel")
+
+#: The DIS preset ``flow_preset="auto"`` picks for each mode: ``fast`` is for previews and CPU
+#: runs (>= 15 frames/s at 480p on 2 cores, see docs/temporal.md), ``bonneel`` for quality.
+AUTO_FLOW_PRESETS = {"off": "medium", "fast": "fast", "bonneel": "medium"}
 
 #: Smallest accepted frame side in pixels (DIS needs a few patches).
 MIN_SIDE = 16
@@ -59,7 +64,9 @@ class TemporalConfig:
             keeps the spatial frequencies of the per-frame result above a cutoff of about
             ``sqrt(lam)`` cycles per pixel and takes the lower ones from the previous output;
             larger is steadier (more ghosting risk where the weight is wrong).
-        flow_preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``.
+        flow_preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``, or ``"auto"``:
+            the preset of :data:`AUTO_FLOW_PRESETS` for the mode (``fast`` for ``fast`` mode,
+            ``medium`` for ``bonneel``); :attr:`dis_preset` is the one used.
         flow_width: the flow is computed at most this many pixels wide, then scaled.
         occlusion_check: also compute the forward flow and zero the weight where the
             forward-backward test fails.
@@ -75,7 +82,7 @@ class TemporalConfig:
 
     mode: str = "bonneel"
     lam: float = 0.01
-    flow_preset: str = "medium"
+    flow_preset: str = "auto"
     flow_width: int = 960
     occlusion_check: bool = True
     scene_cut: float = 0.2
@@ -88,9 +95,10 @@ class TemporalConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
-        if self.flow_preset not in FLOW_PRESETS:
+        if self.flow_preset != "auto" and self.flow_preset not in FLOW_PRESETS:
             raise ValueError(
-                f"flow_preset: expected one of {tuple(FLOW_PRESETS)}, got {self.flow_preset!r}"
+                f"flow_preset: expected 'auto' or one of {tuple(FLOW_PRESETS)}, "
+                f"got {self.flow_preset!r}"
             )
         checks = (
             ("lam", self.lam, 0.0, math.inf, "> 0", False),
@@ -110,6 +118,11 @@ class TemporalConfig:
             )
         if not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter: expected an integer >= 1, got {self.max_iter!r}")
+
+    @property
+    def dis_preset(self) -> str:
+        """The DIS preset used: :attr:`flow_preset`, with ``"auto"`` resolved for the mode."""
+        return AUTO_FLOW_PRESETS[self.mode] if self.flow_preset == "auto" else self.flow_preset
 
 
 @dataclass(frozen=True)
@@ -191,7 +204,7 @@ class TemporalSmoother:
             raise TypeError(f"config: expected a TemporalConfig, got {type(config).__name__}")
         self.config = config
         self.device = None if device is None else torch.device(device)
-        self._flow = DisFlow(config.flow_preset, config.flow_width)
+        self._flow = DisFlow(config.dis_preset, config.flow_width)
         self.reset()
 
     def reset(self) -> None:

@@ -201,6 +201,20 @@ def test_reset_starts_a_new_shot(chelsea: torch.Tensor) -> None:
     assert torch.equal(smoother.step(chelsea[:1], ab).ab, ab)
 
 
+def test_auto_flow_preset_is_fast_for_fast_mode_and_medium_for_bonneel(monkeypatch) -> None:
+    from deepexemplar_core.temporal import smooth
+
+    assert TemporalConfig().flow_preset == "auto"
+    assert TemporalConfig(mode="fast").dis_preset == "fast"
+    assert TemporalConfig(mode="bonneel").dis_preset == "medium"
+    assert TemporalConfig(mode="fast", flow_preset="medium").dis_preset == "medium"
+    built = []
+    monkeypatch.setattr(smooth, "DisFlow", lambda preset, width: built.append(preset))
+    TemporalSmoother(TemporalConfig(mode="fast"))
+    TemporalSmoother(TemporalConfig(mode="bonneel", flow_preset="ultrafast"))
+    assert built == ["fast", "ultrafast"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
