@@ -33,7 +33,8 @@ wide. Per-frame colorizations are cached under ``--cache`` (optional).
 Usage::
 
     python benchmarks/temporal.py --clip DIR/bikes.mp4:0 --clip DIR/vtest.avi:0 \
-        --frames 40 --width 640 --cache /tmp/dx-temporal-cache
+        --frames 40 --width 640 --cache /tmp/dx-temporal-cache --speed-clip DIR/bigbuckbunny.mp4
+    python benchmarks/temporal.py --speed-clip pan --speed-width 1920 --device cuda   # 1080p, GPU
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ from deepexemplar_core.temporal.flow import (
 MODES = ("off", "fast", "bonneel")
 
 
-def read_segment(path: str, start: int, count: int, width: int) -> torch.Tensor:
+def read_segment(
+    path: str, start: int, count: int, width: int, upscale: bool = False
+) -> torch.Tensor:
     """``(N, 3, H, W)`` sRGB in [0, 1] frames ``start .. start + count - 1``, resized (area) to at
-    most ``width`` wide with even sides."""
+    most ``width`` wide with even sides (with ``upscale``, to exactly ``width``, cubic when
+    enlarging: for timing at sizes larger than the clip)."""
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise SystemExit(f"--clip: cannot open {path}")
@@ -86,9 +90,10 @@ def read_segment(path: str, start: int, count: int, width: int) -> torch.Tensor:
         if not ok:
             break
         h, w = bgr.shape[:2]
-        if w > width:
+        if w > width or (upscale and w != width):
             size = (width, 2 * round(h * width / w / 2))
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            interp = cv2.INTER_AREA if w > width else cv2.INTER_CUBIC
+            bgr = cv2.resize(bgr, size, interpolation=interp)
         frames.append(torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1))
     cap.release()
     if len(frames) < 2:
@@ -222,7 +227,7 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clip", action="append", required=True, help="PATH[:START_FRAME]")
+    parser.add_argument("--clip", action="append", default=[], help="PATH[:START_FRAME]")
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--width", type=int, default=640, help="max frame width (px)")
     parser.add_argument("--size", type=int, default=256, help="colorization working size")
@@ -235,12 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--speed-clip",
         default=None,
-        help="PATH: also time the smoothing alone on 12 frames at 854x480",
+        help="PATH or 'pan' (a registry photo panned): time the smoothing alone on 12 frames "
+        "--speed-width wide",
     )
+    parser.add_argument(
+        "--speed-width", type=int, default=854, help="frame width of the --speed-clip timing"
+    )
+    parser.add_argument("--device", default="cpu", help="device of the --speed-clip timing")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch/OpenCV threads (0: library defaults)"
     )
     args = parser.parse_args(argv)
+    if not args.clip and not args.speed_clip:
+        parser.error("give --clip (quality) and/or --speed-clip (speed)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
@@ -257,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None
     }
     base = replace(base, **overrides)
-    models = load_models("lite")
+    models = load_models("lite") if args.clip else None
     rows = []
     for spec in args.clip:
         path, _, start = spec.partition(":")
@@ -284,13 +296,14 @@ def main(argv: list[str] | None = None) -> int:
                 metrics["cuts"] = len(result.scene_cuts)
                 rows.append((name, ref_name, mode, metrics, fps))
                 print(f"done {name} {ref_name} {mode}", file=sys.stderr, flush=True)
-    speed = speed_table(args.speed_clip) if args.speed_clip else []
+    speed = speed_table(args.speed_clip, args.speed_width, args.device) if args.speed_clip else []
     print(f"\nMachine: {machine()}, OpenCV threads {cv2.getNumThreads()}")
     print(f"TemporalConfig: {base}\n")
-    print_table(rows)
+    if rows:
+        print_table(rows)
     if speed:
         print(
-            "\nSmoothing alone, 854x480, seconds per frame "
+            f"\nSmoothing alone, {speed[0][0]} on {args.device}, seconds per frame "
             "(mean of 11 frame pairs, best of 3 runs):\n"
         )
         print(
@@ -299,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("|---" * 8 + "|")
         for row in speed:
-            print("| " + " | ".join(str(x) for x in row) + " |")
+            print("| " + " | ".join(str(x) for x in row[1:]) + " |")
     return 0
 
 
@@ -343,10 +356,32 @@ def print_table(rows: list[tuple]) -> None:
         )
 
 
-def speed_table(path: str) -> list[tuple]:
-    """Seconds per frame of each smoothing stage at 854x480 (12 frames of ``path``, the fastest
-    of 3 runs)."""
-    frames = read_segment(path, 0, 12, 854)
+def panned_photo(count: int, width: int) -> torch.Tensor:
+    """``(count, 3, H, W)`` frames of scikit-image's ``astronaut`` at ``width`` x ``9/16 width``,
+    panning 4 px and zooming 0.5 % per frame (a clip that needs no download)."""
+    from skimage import data
+
+    photo = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float()[None] / 255.0
+    height = 2 * round(width * 9 / 32)
+    frames = []
+    for t in range(count):
+        scale = 1.0 + 0.005 * t
+        theta = torch.tensor([[[0.9 / scale, 0.0, 0.004 * t], [0.0, 0.9 / scale * 9 / 16, 0.0]]])
+        grid = torch.nn.functional.affine_grid(theta, [1, 3, height, width], align_corners=False)
+        frame = torch.nn.functional.grid_sample(photo, grid, mode="bicubic", align_corners=False)
+        frames.append(frame[0].clamp(0, 1))
+    return torch.stack(frames)
+
+
+def speed_table(path: str, width: int = 854, device: str = "cpu") -> list[tuple]:
+    """Seconds per frame of each smoothing stage on ``device`` (12 frames of ``path`` resized to
+    ``width``, or of :func:`panned_photo` when ``path`` is ``"pan"``; the fastest of 3 runs);
+    each row starts with the frame size."""
+    if path == "pan":
+        frames = panned_photo(12, width)
+    else:
+        frames = read_segment(path, 0, 12, width, upscale=True)
+    size = f"{frames.shape[-1]}x{frames.shape[-2]}"
     lab = rgb_to_lab(frames)
     l, ab = lab[:, :1], lab[:, 1:] + torch.randn_like(lab[:, 1:])
     rows = []
@@ -358,12 +393,13 @@ def speed_table(path: str) -> list[tuple]:
         ("bonneel", "auto", True),
     ):
         config = TemporalConfig(mode=mode, flow_preset=preset, occlusion_check=occ)
-        runs = [temporal_smooth(l, ab, config).timings for _ in range(3)]
+        runs = [temporal_smooth(l, ab, config, device=device).timings for _ in range(3)]
         n = l.shape[0] - 1
         t = {k: v / n for k, v in min(runs, key=lambda r: r["total"]).items()}
         stage = t.get("solve", t.get("filter", 0.0))
         rows.append(
             (
+                size,
                 mode,
                 f"{preset} ({config.dis_preset})" if preset == "auto" else preset,
                 occ,

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check of cuda_ext and the pipeline in one device-tool call (step time limits add up to
-# 580 s; run it
-# with the device tool's timeout_s=600):
+# The GPU check of cuda_ext, the pipeline and the temporal smoothing in one device-tool call (step
+# time limits add up to 590 s; run it with the device tool's timeout_s=600):
 #   1. build the extension with CUDA (TORCH_CUDA_ARCH_LIST, default 9.0),
 #   2. tests/ops (CPU + CUDA parity tests),
 #   3. scripts/gpu_parity.py: CUDA vs C++ on random and photo-derived features at 256 px and
@@ -12,6 +11,8 @@
 #   6. benchmarks/bm_pipeline.py: the whole pipeline, a 256 px pair end to end and 1080p frames
 #      at working size 540 with a prepared reference, float32 and float16 (with the ab
 #      difference), frames/s and peak GPU memory, lite and paper,
+#   7. benchmarks/temporal.py: the temporal smoothing alone on 1080p frames on CUDA (the flow on
+#      the CPU with DIS), seconds per frame per stage for fast and bonneel,
 # then prints a short summary table. Full logs and JSON go to $OUT (or a temp dir).
 # Usage (device tool): bash scripts/gpu_check.sh
 set -uo pipefail
@@ -43,23 +44,25 @@ run_step build 180 "$PY" -c "from deepexemplar_core.matching import extension; p
 run_step tests 60 "$PY" -m pytest tests/ops -q -p no:cacheprovider
 run_step parity 70 "$PY" scripts/gpu_parity.py --json "$OUT/parity.json"
 if command -v compute-sanitizer >/dev/null; then
-  run_step sanitizer 50 compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" scripts/gpu_parity.py --small
+  run_step sanitizer 40 compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" scripts/gpu_parity.py --small
 else
   STATUS[sanitizer]="skipped (no compute-sanitizer)"
 fi
 run_step bench_torch 40 "$PY" benchmarks/bm_matching.py --device cuda --backends torch --repeat 2 \
   --sizes 256 --no-ops --json "$OUT/bm_torch.json"
-run_step bench 90 "$PY" benchmarks/bm_matching.py --device cuda --backends cuda --repeat 10 \
+run_step bench 70 "$PY" benchmarks/bm_matching.py --device cuda --backends cuda --repeat 10 \
   --sizes 256,512,1080p@540,1080p --json "$OUT/bm_cuda.json"
 run_step pipeline 90 "$PY" benchmarks/bm_pipeline.py --device cuda --half --frames 60
+run_step temporal 40 "$PY" benchmarks/temporal.py --speed-clip pan --speed-width 1920 --device cuda
 
 echo
 echo "---- summary ($(date -u +%FT%TZ)) ----"
-for s in build tests parity sanitizer bench_torch bench pipeline; do printf '%-10s %s\n' "$s" "${STATUS[$s]:-not run}"; done
+for s in build tests parity sanitizer bench_torch bench pipeline temporal; do printf '%-10s %s\n' "$s" "${STATUS[$s]:-not run}"; done
 grep -E "[0-9]+ (passed|failed)" "$LOG" | tail -n 2
 echo "parity lines ok: $(grep -cE '^ok ' "$LOG"), BAD: $(grep -cE '^BAD' "$LOG")"
 grep -E "^BAD" "$LOG" | head -n 10
 grep -E "parity:|ERROR SUMMARY" "$LOG"
 grep -E "^ +(256|512|1080p@540|1080p) +(torch|cuda):|relu2_1 ops" "$LOG"
 grep -E "^\| (lite|paper) \|" "$LOG"
+grep -E "^Smoothing alone|^\| (fast|bonneel) \|" "$LOG"
 echo "full log: $LOG"
