@@ -33,6 +33,11 @@ def _pyramid(gen: torch.Generator, size: tuple[int, int]) -> FeaturePyramid:
     return FeaturePyramid(feats, strides, tuple(f"l{s}" for s in strides), size)
 
 
+def _on_cuda(pyramid: FeaturePyramid) -> FeaturePyramid:
+    features = tuple(f.cuda() for f in pyramid.features)
+    return FeaturePyramid(features, pyramid.strides, pyramid.names, pyramid.image_size)
+
+
 @pytest.mark.parametrize("path", ["auto", "sampled"])
 def test_similarity_maps_on_cuda_match_the_cpu(path: str, monkeypatch) -> None:
     if path == "sampled":
@@ -47,9 +52,7 @@ def test_similarity_maps_on_cuda_match_the_cpu(path: str, monkeypatch) -> None:
     ]
     corr = Correspondence(*fields)
     cpu = similarity_maps(target, reference, corr)
-    to_cuda = lambda p: FeaturePyramid(  # noqa: E731
-        tuple(f.cuda() for f in p.features), p.strides, p.names, p.image_size)
-    gpu = similarity_maps(to_cuda(target), to_cuda(reference),
+    gpu = similarity_maps(_on_cuda(target), _on_cuda(reference),
                           Correspondence(*(f.cuda() for f in fields)))
     assert torch.allclose(gpu.sim_tr.cpu(), cpu.sim_tr, atol=1e-5)
     assert torch.allclose(gpu.sim_rt.cpu(), cpu.sim_rt, atol=1e-5)
