@@ -140,6 +140,14 @@ def _grid_sample(features: torch.Tensor, stride: int, size: tuple[int, int]) -> 
     return out
 
 
+def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Inner products over the last (channel) axis, broadcasting the others.
+
+    As one batched matrix product, several times faster on the CPU than ``(a * b).sum(-1)``.
+    """
+    return torch.einsum("...c,...c->...", a, b)
+
+
 def _flat_rows(nnf: torch.Tensor, size: tuple[int, int], batched: bool) -> torch.Tensor:
     """Row of each (clamped) match in a flattened ``((1 | B) * H * W, C)`` per-pixel map."""
     height, width = size
@@ -292,10 +300,10 @@ def _sampled_neg_cosines(
         t = _grid_sample(target_cl[..., part], stride, t_size)
         r = _grid_sample(reference_cl[..., part], stride, r_size)
         t_flat, r_flat = t.reshape(-1, t.shape[-1]), r.reshape(-1, r.shape[-1])
-        dot_tr += (t * r_flat.index_select(0, rows_tr).view(t.shape)).sum(-1)
-        dot_rt += (r * t_flat.index_select(0, rows_rt).view(batch, *r_size, -1)).sum(-1)
-        norm_t += t_flat.square().sum(-1)
-        norm_r += r_flat.square().sum(-1)
+        dot_tr += _channel_dot(t, r_flat.index_select(0, rows_tr).view(t.shape))
+        dot_rt += _channel_dot(r, t_flat.index_select(0, rows_rt).view(batch, *r_size, -1))
+        norm_t += _channel_dot(t_flat, t_flat)
+        norm_r += _channel_dot(r_flat, r_flat)
     norm_t, norm_r = norm_t.sqrt().clamp(min=1e-8), norm_r.sqrt().clamp(min=1e-8)
     annd_tr = -dot_tr / (norm_t.view(batch, *t_size) * norm_r[rows_tr].view(batch, *t_size))
     annd_rt = -dot_rt / (norm_r.view(-1, *r_size) * norm_t[rows_rt].view(batch, *r_size))
