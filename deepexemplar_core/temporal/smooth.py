@@ -75,6 +75,9 @@ class TemporalConfig:
             [0, 1] colours is 5).
         tol: relative residual at which the conjugate-gradient solve stops.
         max_iter: iteration cap of the solve.
+        solver_levels: nested-iteration depth of the solve: it starts from the solution on
+            grids up to ``2 ** solver_levels`` times coarser (0: warm start only; see
+            :func:`~deepexemplar_core.temporal.solver.solve_screened_poisson`).
         fast_sigma: Gaussian standard deviation in pixels of the ``fast`` low-pass.
         fast_min_weight: floor of the low-passed weight in ``fast`` mode: where less of the
             neighbourhood is trusted, the correction fades out (keeps new content per frame).
@@ -89,6 +92,7 @@ class TemporalConfig:
     weight_sigma: float = 5.0
     tol: float = 1e-3
     max_iter: int = 300
+    solver_levels: int = 3
     fast_sigma: float = 2.0
     fast_min_weight: float = 0.25
 
@@ -118,6 +122,10 @@ class TemporalConfig:
             )
         if not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter: expected an integer >= 1, got {self.max_iter!r}")
+        if not isinstance(self.solver_levels, int) or not 0 <= self.solver_levels <= 8:
+            raise ValueError(
+                f"solver_levels: expected an integer in [0, 8], got {self.solver_levels!r}"
+            )
 
     @property
     def dis_preset(self) -> str:
@@ -268,7 +276,8 @@ class TemporalSmoother:
             screen = weight * cfg.lam
             x0 = masked_lowpass(diff, weight, 1.0 / math.sqrt(cfg.lam), 1e-3)
             solved = solve_screened_poisson(
-                screen, screen * diff, x0, tol=cfg.tol, max_iter=cfg.max_iter
+                screen, screen * diff, x0, tol=cfg.tol, max_iter=cfg.max_iter,
+                coarse_levels=cfg.solver_levels,
             )
             out, residual = ab + solved.x, solved.residual
         self._sync()
