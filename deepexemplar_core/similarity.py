@@ -39,12 +39,14 @@ __all__ = ["SimilarityMaps", "encode_errors", "lookup_at_field", "similarity_map
 # full-resolution tensor (16 MiB of float32), so memory stays linear in the number of pixels.
 _CHUNK_ELEMENTS = 1 << 22
 # Cost model of the two exact evaluations of a level, in units of one channel sampled at one pixel
-# (measured on CPU): the Gram form costs _GRAM_PIXEL_COST per pixel (its 4 x 16 reads) plus
-# one unit per _GRAM_MACS_PER_UNIT multiply-adds of its matrix products (cells_t * cells_r * C
-# for each of four); sampling costs C per pixel. The Gram form is also bounded in memory: at most
-# _GRAM_ELEMENTS matrix entries over the batch (64 MiB of float32).
-_GRAM_PIXEL_COST = 60
-_GRAM_MACS_PER_UNIT = 20
+# (about 4 ns on the 2-core CPU it was measured on): sampling costs C per pixel; the Gram form
+# costs _GRAM_PIXEL_COST per pixel (its 4 x 16 reads), plus, for its four matrix products over
+# n_t and n_r cells ((n_t + n_r)^2 entries in all), one unit per _GRAM_MACS_PER_UNIT
+# multiply-adds and _GRAM_ENTRY_COST per entry written. The Gram form is also bounded in memory:
+# at most _GRAM_ELEMENTS entries in its largest matrix over the batch (64 MiB of float32).
+_GRAM_PIXEL_COST = 50
+_GRAM_MACS_PER_UNIT = 330
+_GRAM_ENTRY_COST = 0.5
 _GRAM_ELEMENTS = 1 << 24
 
 
@@ -184,11 +186,14 @@ def _level_neg_cosines(
         ``annd_tr (B, Ht, Wt)`` on the target grid and ``annd_rt (B, Hr, Wr)`` on the
         reference grid, float32.
     """
-    channels = target.shape[1]
-    cells = target.shape[-2] * target.shape[-1] * reference.shape[-2] * reference.shape[-1]
+    channels, batch = target.shape[1], target.shape[0]
+    n_t, n_r = math.prod(target.shape[-2:]), math.prod(reference.shape[-2:])
     pixels = math.prod(corr.target_size) + math.prod(corr.reference_size)
-    gram_cost = _GRAM_PIXEL_COST * pixels + 4 * cells * channels / _GRAM_MACS_PER_UNIT
-    if gram_cost < channels * pixels and target.shape[0] * cells <= _GRAM_ELEMENTS:
+    entries = (n_t + n_r) ** 2
+    gram_cost = (_GRAM_PIXEL_COST * pixels
+                 + entries * (channels / _GRAM_MACS_PER_UNIT + _GRAM_ENTRY_COST))
+    largest = max(batch * n_t * max(n_t, n_r), n_r * n_r)
+    if gram_cost < channels * pixels and largest <= _GRAM_ELEMENTS:
         return _gram_neg_cosines(target, reference, corr, stride)
     return _sampled_neg_cosines(target, reference, corr, stride)
 

@@ -26,6 +26,7 @@ def level_path(request, monkeypatch):
     if request.param == "gram":
         monkeypatch.setattr(similarity_module, "_GRAM_PIXEL_COST", 0)
         monkeypatch.setattr(similarity_module, "_GRAM_MACS_PER_UNIT", float("inf"))
+        monkeypatch.setattr(similarity_module, "_GRAM_ENTRY_COST", 0)
     else:
         monkeypatch.setattr(similarity_module, "_GRAM_ELEMENTS", 0)
     return request.param
