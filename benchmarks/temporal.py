@@ -356,29 +356,19 @@ def print_table(rows: list[tuple]) -> None:
         )
 
 
-def panned_photo(count: int, width: int) -> torch.Tensor:
-    """``(count, 3, H, W)`` frames of scikit-image's ``astronaut`` at ``width`` x ``9/16 width``,
-    panning 4 px and zooming 0.5 % per frame (a clip that needs no download)."""
-    from skimage import data
-
-    photo = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float()[None] / 255.0
-    height = 2 * round(width * 9 / 32)
-    frames = []
-    for t in range(count):
-        scale = 1.0 + 0.005 * t
-        theta = torch.tensor([[[0.9 / scale, 0.0, 0.004 * t], [0.0, 0.9 / scale * 9 / 16, 0.0]]])
-        grid = torch.nn.functional.affine_grid(theta, [1, 3, height, width], align_corners=False)
-        frame = torch.nn.functional.grid_sample(photo, grid, mode="bicubic", align_corners=False)
-        frames.append(frame[0].clamp(0, 1))
-    return torch.stack(frames)
-
-
 def speed_table(path: str, width: int = 854, device: str = "cpu") -> list[tuple]:
     """Seconds per frame of each smoothing stage on ``device`` (12 frames of ``path`` resized to
-    ``width``, or of :func:`panned_photo` when ``path`` is ``"pan"``; the fastest of 3 runs);
-    each row starts with the frame size."""
+    ``width``, or, when ``path`` is ``"pan"``, of the pack's example clip (a slow pan and zoom)
+    made from scikit-image's colour ``astronaut`` at 16:9; the fastest of 3 runs); each row
+    starts with the frame size."""
     if path == "pan":
-        frames = panned_photo(12, width)
+        from skimage import data
+
+        from nodes.video_logic import example_clip_frames
+
+        photo = torch.from_numpy(data.astronaut()).permute(2, 0, 1).float() / 255.0
+        size = (2 * round(width * 9 / 32), width)
+        frames = torch.stack(list(example_clip_frames(photo, count=12, size=size)))
     else:
         frames = read_segment(path, 0, 12, width, upscale=True)
     size = f"{frames.shape[-1]}x{frames.shape[-2]}"
