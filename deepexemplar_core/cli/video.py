@@ -193,7 +193,8 @@ def _colorized_frames(reader, reference: _Reference, models, config, smoother, a
     """
     import torch
 
-    from .. import MotionPrior, colorize_iter, lab_to_rgb, prepare_reference, rgb_to_lab
+    from .. import MotionPrior, colorize_iter, lab_to_rgb, prepare_reference
+    from ..color import rgb_to_l
 
     start = time.perf_counter()
     prepared = prepare_reference(models, reference.rgb, config)
@@ -229,7 +230,7 @@ def _colorized_frames(reader, reference: _Reference, models, config, smoother, a
         if smoother is None and not keyed:
             image = done.image
         else:
-            l = rgb_to_lab(frame.to(ab.device).unsqueeze(0))[0, :1]
+            l = rgb_to_l(frame.to(ab.device))
             if smoother is not None:
                 stats.add("convert", time.perf_counter() - start)
                 start = time.perf_counter()
