@@ -307,3 +307,21 @@ def test_coarse_wide_levels_use_the_gram_form_and_both_forms_agree(monkeypatch):
         assert torch.allclose(a, b, atol=1e-5)
         diff = (similarity_module._quantise(a).int() - similarity_module._quantise(b).int()).abs()
         assert diff.max() <= 1 and diff.eq(0).float().mean() > 0.999
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, 8, 16])
+@pytest.mark.parametrize("rounding", [math.ceil, math.floor], ids=["ceil", "floor"])
+def test_separable_sample_equals_the_per_pixel_corner_formula(stride, rounding):
+    """The slice-based upsampling equals w0 * x[i0] + w1 * x[i1] with the authors' clamped
+    indices, also with fewer cells than pixels / stride (floor-sized maps) and odd strides."""
+    gen = torch.Generator().manual_seed(10)
+    size = (37, 53)
+    cells = (max(1, rounding(size[0] / stride)), max(1, rounding(size[1] / stride)))
+    features = torch.rand(2, *cells, 5, generator=gen)
+    y0, y1, wy0, wy1 = similarity_module._corners(torch.arange(size[0]), stride, cells[0])
+    x0, x1, wx0, wx1 = similarity_module._corners(torch.arange(size[1]), stride, cells[1])
+    rows = wy0.view(-1, 1, 1) * features[:, y0] + wy1.view(-1, 1, 1) * features[:, y1]
+    expected = wx0.view(-1, 1) * rows[:, :, x0] + wx1.view(-1, 1) * rows[:, :, x1]
+    sampled = similarity_module._grid_sample(features, stride, size)
+    assert sampled.shape == (2, *size, 5)
+    assert torch.allclose(sampled, expected, atol=1e-6)
