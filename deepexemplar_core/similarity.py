@@ -231,52 +231,72 @@ def _level_neg_cosines(
     return _sampled_neg_cosines(target, reference, corr, stride)
 
 
-def _cell_corners(
-    size: tuple[int, int], stride: int, cells: tuple[int, int], device: torch.device
+def _pixel_corners(
+    pixels: torch.Tensor, size: tuple[int, int], stride: int, cells: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The four cells and weights of the authors' bilinear sample at every pixel of a grid.
+    """The four cells and weights of the authors' bilinear sample at some pixels of a grid.
 
     Args:
+        pixels: int64 row-major indices into the ``(H, W)`` pixel grid, any shape ``S``.
         size: ``(H, W)`` of the pixel grid.
         stride: the level's stride.
         cells: ``(h, w)`` of the level's feature grid.
-        device: where to put the result.
 
     Returns:
-        ``(index, weight)``, both ``(H * W, 4)``: row-major cell indices (int64) and the
-        products of the row and column weights (float32), pixels in row-major order.
+        ``(index, weight)``, both ``S + (4,)``: row-major cell indices (int64) and the products
+        of the row and column weights (float32).
     """
-    y0, y1, wy0, wy1 = _corners(torch.arange(size[0], device=device), stride, cells[0])
-    x0, x1, wx0, wx1 = _corners(torch.arange(size[1], device=device), stride, cells[1])
-    rows, cols = torch.stack((y0, y0, y1, y1), -1), torch.stack((x0, x1, x0, x1), -1)
-    row_w, col_w = torch.stack((wy0, wy0, wy1, wy1), -1), torch.stack((wx0, wx1, wx0, wx1), -1)
-    index = rows[:, None] * cells[1] + cols[None, :]
-    return index.reshape(-1, 4), (row_w[:, None] * col_w[None, :]).reshape(-1, 4)
+    y0, y1, wy0, wy1 = _corners(pixels // size[1], stride, cells[0])
+    x0, x1, wx0, wx1 = _corners(pixels % size[1], stride, cells[1])
+    top, bottom = y0 * cells[1], y1 * cells[1]
+    index = torch.stack((top + x0, top + x1, bottom + x0, bottom + x1), -1)
+    weight = torch.stack((wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1), -1)
+    return index, weight
 
 
-def _sample_dots(own, other, own_corners, other_corners) -> torch.Tensor:
+def _sample_dots(
+    own: torch.Tensor,
+    other: torch.Tensor,
+    sizes: tuple[tuple[int, int], tuple[int, int]],
+    stride: int,
+    matched: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Inner products of bilinear samples of two feature maps, from their cells' Gram matrix.
 
     ``<own(p), other(q)> = sum_a sum_b w_a w_b <own_a, other_b>`` over the four cells ``a`` of
-    ``p``'s sample and ``b`` of ``q``'s.
+    ``p``'s sample and ``b`` of ``q``'s, for every pixel ``p`` of the own grid and its match
+    ``q``. Pixels are processed in chunks of ``_CHUNK_ELEMENTS / 16`` (their 16 reads each), so
+    memory stays that of one sampled chunk whatever the image size.
 
     Args:
         own: ``(1 | B, C, h, w)`` features of the image whose pixels ``p`` are listed.
-        other: ``(1 | B, C, ho, wo)`` features of the image the pixels ``q`` lie in.
-        own_corners: ``(index, weight)`` of the ``N`` pixels ``p``, each ``(N, 4)``.
-        other_corners: ``(index, weight)`` of the matched pixels ``q``, each ``(1 | B, N, 4)``.
+        other: ``(1 | B, C, ho, wo)`` features of the image the matches ``q`` lie in.
+        sizes: the pixel grids ``(H, W)`` of ``own`` and of ``other``.
+        stride: the level's stride.
+        matched: ``(1 | B, H * W)`` int64 row-major index of ``q`` for each ``p``; ``None``
+            means ``q = p`` (the squared norms of ``own``'s samples, with ``other = own``).
 
     Returns:
-        ``(B, N)`` float32.
+        ``(B, H * W)`` float32.
     """
     gram = torch.matmul(own.float().flatten(2).transpose(1, 2), other.float().flatten(2))
-    batch, width = max(gram.shape[0], other_corners[0].shape[0]), gram.shape[-1]
-    index = own_corners[0][None, :, :, None] * width + other_corners[0][:, :, None, :]
-    index = index.expand(batch, -1, -1, -1)
-    values = gram.flatten(1).expand(batch, -1).gather(1, index.flatten(1)).view(index.shape)
-    own_weight = own_corners[1].expand(batch, -1, -1)
-    other_weight = other_corners[1].expand_as(own_weight)
-    return torch.einsum("bnij,bni,bnj->bn", values, own_weight, other_weight)
+    batch, width = max(gram.shape[0], 1 if matched is None else matched.shape[0]), gram.shape[-1]
+    flat_gram = gram.flatten(1).expand(batch, -1)
+    pixels = sizes[0][0] * sizes[0][1]
+    step = max(1, _CHUNK_ELEMENTS // (16 * batch))
+    out = gram.new_empty(batch, pixels)
+    for first in range(0, pixels, step):
+        p = torch.arange(first, min(first + step, pixels), device=own.device)
+        q = p[None] if matched is None else matched[:, first:first + step]
+        own_index, own_weight = _pixel_corners(p, sizes[0], stride, own.shape[-2:])
+        other_index, other_weight = _pixel_corners(q, sizes[1], stride, other.shape[-2:])
+        index = own_index[None, :, :, None] * width + other_index[:, :, None, :]
+        index = index.expand(batch, -1, -1, -1)
+        values = flat_gram.gather(1, index.flatten(1)).view(index.shape)
+        own_weight = own_weight.expand(batch, -1, -1)
+        out[:, first:first + step] = torch.einsum(
+            "bnij,bni,bnj->bn", values, own_weight, other_weight.expand_as(own_weight))
+    return out
 
 
 def _gram_neg_cosines(
@@ -289,19 +309,14 @@ def _gram_neg_cosines(
     target and reference gives bit-identical maps, as the authors' shared kernel does.
     """
     batch, t_size, r_size = target.shape[0], corr.target_size, corr.reference_size
-    target, reference = target.to(torch.float32), reference.to(torch.float32)
-    t_corners = _cell_corners(t_size, stride, target.shape[-2:], target.device)
-    r_corners = _cell_corners(r_size, stride, reference.shape[-2:], target.device)
     rows_tr = _flat_rows(corr.nnf_tr, r_size, batched=False).view(batch, -1)
     rows_rt = _flat_rows(corr.nnf_rt, t_size, batched=False).view(batch, -1)
-    at_tr = tuple(c[rows_tr] for c in r_corners)  # reference samples at phi_T->R(p)
-    at_rt = tuple(c[rows_rt] for c in t_corners)  # target samples at phi_R->T(q)
-    norm_t = _sample_dots(target, target, t_corners, tuple(c[None] for c in t_corners))
-    norm_r = _sample_dots(reference, reference, r_corners, tuple(c[None] for c in r_corners))
+    norm_t = _sample_dots(target, target, (t_size, t_size), stride)
+    norm_r = _sample_dots(reference, reference, (r_size, r_size), stride)
     norm_t, norm_r = norm_t.clamp(min=0).sqrt(), norm_r.clamp(min=0).sqrt()
     norm_t, norm_r = norm_t.clamp(min=1e-8), norm_r.clamp(min=1e-8)
-    dot_tr = _sample_dots(target, reference, t_corners, at_tr)
-    dot_rt = _sample_dots(reference, target, r_corners, at_rt)
+    dot_tr = _sample_dots(target, reference, (t_size, r_size), stride, rows_tr)
+    dot_rt = _sample_dots(reference, target, (r_size, t_size), stride, rows_rt)
     norm_r_tr = norm_r.expand(batch, -1).gather(1, rows_tr)
     norm_t_rt = norm_t.gather(1, rows_rt)
     annd_tr = -dot_tr / (norm_t * norm_r_tr)

@@ -225,8 +225,9 @@ def test_shared_reference_equals_per_target_reference_and_chunking(monkeypatch, 
     assert torch.equal(shared.err_tr, per_target.err_tr)
     assert torch.equal(shared.err_rt, per_target.err_rt)
     assert torch.allclose(shared.sim_tr, per_target.sim_tr, atol=1e-6)
-    # One channel per group: only the float summation order changes.
-    monkeypatch.setattr(similarity_module, "_CHUNK_ELEMENTS", 1)
+    # One channel per group (sampled form), 37 pixels per chunk (Gram form, batch 3): only the
+    # float summation order changes.
+    monkeypatch.setattr(similarity_module, "_CHUNK_ELEMENTS", 16 * 3 * 37)
     chunked = similarity_maps(target, reference, corr)
     assert torch.allclose(shared.sim_tr, chunked.sim_tr, atol=1e-6)
     assert torch.allclose(shared.sim_rt, chunked.sim_rt, atol=1e-6)
