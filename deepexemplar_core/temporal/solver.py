@@ -156,6 +156,9 @@ def solve_screened_poisson(
             f"max_iter/check_every/coarse_levels: expected >= 0 / >= 1 / >= 0, got "
             f"{max_iter}/{check_every}/{coarse_levels}"
         )
+    b_norm = float(rhs.norm())
+    if b_norm == 0.0:
+        return SolveResult(torch.zeros_like(rhs), 0.0, 0)
     if coarse_levels > 0 and min(dims["H"], dims["W"]) >= 2 * _MIN_COARSE_SIDE:
         coarse = solve_screened_poisson(
             4 * _restrict(screen), 4 * _restrict(rhs), None if x0 is None else _restrict(x0),
@@ -167,9 +170,6 @@ def solve_screened_poisson(
     def apply(v: torch.Tensor) -> torch.Tensor:
         return laplacian(v) + screen * v
 
-    b_norm = float(rhs.norm())
-    if b_norm == 0.0:
-        return SolveResult(torch.zeros_like(rhs), 0.0, 0)
     inv_diag = 1.0 / (_degree(dims["H"], dims["W"], rhs) + screen)
     x = torch.zeros_like(rhs) if x0 is None else x0.clone()
     iterations, residual = 0, math.inf
