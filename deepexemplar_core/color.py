@@ -271,6 +271,43 @@ def lab_to_rgb(lab: torch.Tensor, gamut: str = "compress") -> torch.Tensor:
     return rgb.squeeze(0) if unbatched else rgb
 
 
+#: Rows of a full-resolution image converted at once by :func:`l_ab_to_rgb` (bounds memory).
+_TILE_ROWS = 1024
+
+
+def l_ab_to_rgb(l: torch.Tensor, ab: torch.Tensor, gamut: str = "compress") -> torch.Tensor:
+    """A colorized image from its planes: ``L (1, H, W)`` and ``ab (2, H, W)`` -> sRGB.
+
+    The one conversion of a colorized result to RGB (the pipeline, the ``video`` command and the
+    ComfyUI nodes all use it). Rows are converted in tiles of 1024, so that memory stays bounded
+    for very large images; ``ab`` moves to ``l``'s device.
+
+    Args:
+        l: ``(1, H, W)`` float CIELab L in [0, 100].
+        ab: ``(2, H, W)`` float CIELab a/b.
+        gamut: as in :func:`lab_to_rgb` (``"compress"`` keeps L exact and lowers the chroma of
+            colours sRGB cannot show).
+
+    Returns:
+        ``(3, H, W)`` float32 sRGB in [0, 1].
+
+    Example:
+        >>> l_ab_to_rgb(torch.full((1, 4, 5), 50.0), torch.zeros(2, 4, 5)).shape
+        torch.Size([3, 4, 5])
+    """
+    if l.dim() != 3 or l.shape[0] != 1 or ab.dim() != 3 or ab.shape[0] != 2 \
+            or l.shape[-2:] != ab.shape[-2:]:
+        raise ValueError(f"l, ab: expected (1, H, W) and (2, H, W), got {tuple(l.shape)} and "
+                         f"{tuple(ab.shape)}")
+    ab = ab.to(l.device)
+    rgb = torch.empty((3, *l.shape[-2:]), dtype=torch.float32, device=l.device)
+    for top in range(0, rgb.shape[-2], _TILE_ROWS):
+        rows = slice(top, top + _TILE_ROWS)
+        lab = torch.cat([l[:, rows], ab[:, rows]]).unsqueeze(0)
+        rgb[:, rows] = lab_to_rgb(lab, gamut=gamut)[0]
+    return rgb.clamp_(0.0, 1.0)
+
+
 class RgbToLab(nn.Module):
     """Module form of :func:`rgb_to_lab` (no parameters)."""
 

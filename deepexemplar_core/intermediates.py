@@ -19,7 +19,7 @@ from .authors_io import write_combo, write_flow
 from .authors_pipeline import combo_from_flows
 from .color import lab_to_rgb
 from .image_io import write_image
-from .pipeline import Intermediates
+from .results import Intermediates
 from .structures import Similarity
 
 __all__ = ["save_intermediates"]

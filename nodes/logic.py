@@ -20,11 +20,14 @@ import torch.nn.functional as F
 
 from deepexemplar_core.backbones import load_backbone as core_load_backbone
 from deepexemplar_core.colorizers import load_colorizer
-from deepexemplar_core.models import Models, check_compatible
-from deepexemplar_core.motion import MotionPrior
-from deepexemplar_core.pipeline import (
+from deepexemplar_core.inputs import (
     MAX_SIZE,  # noqa: F401 - widget bounds of the nodes
     MIN_SIDE,  # noqa: F401 - widget bounds of the nodes
+    InputError,
+    check_channels,
+)
+from deepexemplar_core.models import Models, check_compatible
+from deepexemplar_core.pipeline import (
     ColorizeConfig,
     MatchResult,
     SimilarityResult,
@@ -32,8 +35,7 @@ from deepexemplar_core.pipeline import (
     colorize_iter,
     compute_similarity,
     match_images,
-    move_to,
-    prepare_reference,
+    move_to,  # noqa: F401 - the node classes move stage results to ComfyUI's devices
 )
 from deepexemplar_core.weights import WeightsNotFoundError, configured_repo_id, weights_filename
 
@@ -47,7 +49,8 @@ PAPER_BACKBONE_AUTO = "paper: gray VGG19-BN (find or download)"
 NO_COLORNET = "none: weights-free colorizer"
 PAPER_COLORNET_AUTO = "paper: ExampleColorNet (find or download)"
 
-#: Targets matched together by :func:`run_colorize` (bounds memory on long frame batches).
+#: Targets colorized together by :func:`run_colorize`, streamed or from a DenseMatch output:
+#: bounds memory on long frame batches, and the same chunks make both graphs give the same pixels.
 FRAMES_PER_CHUNK = 8
 
 Report = Callable[[int, int], None]
@@ -69,13 +72,12 @@ class MatchHandle:
     """What ``DenseMatch`` outputs (custom type ``DEEPEXEMPLAR_CORRESPONDENCE``).
 
     Attributes:
-        match: the core result (fields, pyramids, working-resolution images).
-        size: the working short side it was computed at.
+        match: the core result (fields, pyramids, working-resolution images, and the prepared
+            reference with the working size it was computed at).
         backbone: the backbone that computed it (needed to rerun later stages on its device).
     """
 
     match: MatchResult
-    size: int
     backbone: Any
 
 
@@ -98,17 +100,21 @@ class SimilarityHandle:
 def image_to_core(image: object, slot: str, node: str) -> torch.Tensor:
     """ComfyUI ``IMAGE`` -> core layout, with errors that name the node and the fix.
 
+    Only what the layout change needs is checked here (a tensor, its rank, its channels by the
+    core's policy, a non-empty batch); sizes and values are checked by the core, and
+    :func:`core_errors` phrases what it refuses.
+
     Args:
         image: ``(B, H, W, C)`` (or ``(H, W, C)``) float in [0, 1], C = 1 or 3.
         slot: the input's name, used in messages.
         node: the node's name, used in messages.
 
     Returns:
-        ``(B, C, H, W)`` float32 in [0, 1] on the input's device.
+        ``(B, C, H, W)`` float32 on the input's device.
 
     Raises:
         NodeInputError: not a tensor, wrong rank, 4 channels (alpha), other channel counts or
-            an empty batch (the core checks sizes and values, :func:`core_errors` phrases them).
+            an empty batch.
 
     Example:
         >>> image_to_core(torch.rand(2, 40, 48, 3), "target", "DenseMatch").shape
@@ -123,36 +129,25 @@ def image_to_core(image: object, slot: str, node: str) -> torch.Tensor:
     if image.dim() != 4:
         raise NodeInputError(node, f"'{slot}' expected an IMAGE (B, H, W, C), got shape "
                              f"{tuple(image.shape)}.", f"connect an IMAGE output to '{slot}'.")
-    channels = image.shape[-1]
-    if channels == 4:
-        raise NodeInputError(node, f"'{slot}' has 4 channels (RGBA).",
-                             "drop the alpha channel first, e.g. with the core node "
-                             "'Split Image with Alpha', and connect its IMAGE output.")
-    if channels not in (1, 3):
-        raise NodeInputError(node, f"'{slot}' expected 1 or 3 channels (last axis), got "
-                             f"{channels} (shape {tuple(image.shape)}).",
-                             f"connect an RGB IMAGE to '{slot}'.")
+    with core_errors(node, slot=slot):
+        check_channels(slot, image.shape[-1])
     if image.shape[0] == 0:
         raise NodeInputError(node, f"'{slot}' is an empty batch.", "pass at least one image.")
     return image.movedim(-1, 1).float().clamp(0.0, 1.0)
 
 
 def reference_to_core(image: object, node: str) -> torch.Tensor:
-    """ComfyUI ``IMAGE`` holding one colour reference -> ``(1, 3, H, W)`` float32 in [0, 1].
+    """ComfyUI ``IMAGE`` holding one colour reference -> ``(1, C, H, W)`` float32.
 
     Raises:
-        NodeInputError: a batch of several references (the core refuses gray references).
+        NodeInputError: as :func:`image_to_core`; the core refuses a batch of several
+            references and a gray one (phrased by :func:`core_errors`).
 
     Example:
         >>> reference_to_core(torch.rand(1, 40, 48, 3), "DenseMatch").shape
         torch.Size([1, 3, 40, 48])
     """
-    reference = image_to_core(image, "reference", node)
-    if reference.shape[0] != 1:
-        raise NodeInputError(node, f"'reference' is a batch of {reference.shape[0]} images; one "
-                             "reference colours all targets.",
-                             "select one image with the core node 'ImageFromBatch' (length 1).")
-    return reference
+    return image_to_core(image, "reference", node)
 
 
 def images_to_comfy(images: Sequence[torch.Tensor], device: torch.device | str) -> torch.Tensor:
@@ -373,11 +368,19 @@ def assemble_models(backbone: Any, colornet: Any | None, device: torch.device | 
     return Models.compose(backbone, colorizer, device)
 
 
-def make_config(node: str, size: int, strength: float = 1.0,
-                upsample: str = "guided") -> ColorizeConfig:
-    """The core's :class:`ColorizeConfig` from widget values, errors phrased for the node."""
+def make_config(node: str, size: int, strength: float = 1.0, upsample: str = "guided", *,
+                frames: int = 1) -> ColorizeConfig:
+    """The core's :class:`ColorizeConfig` from widget values, errors phrased for the node.
+
+    The nodes' one decision about video: a batch of several ``frames`` is taken as a clip's
+    frames in playing order (``ColorizeConfig.motion``: each frame's matching starts from the
+    previous frame's field carried along the optical flow; a batch of unrelated photos reads as
+    scene cuts and is matched from scratch). DenseMatch and ExemplarColorize both ask here, so
+    the two ways of wiring them give the same pixels.
+    """
     try:
-        return ColorizeConfig(size=int(size), upsample=upsample, strength=float(strength))
+        return ColorizeConfig(size=int(size), upsample=upsample, strength=float(strength),
+                              motion=frames > 1)
     except ValueError as err:
         raise NodeInputError(node, str(err), "change the widget to an allowed value.") from err
 
@@ -395,14 +398,14 @@ def run_match(models: Models, target: torch.Tensor, reference: torch.Tensor,
         report: ``(done, total)`` callback after every pyramid level (may raise to interrupt).
     """
     with core_errors(node):
-        prepared = prepare_reference(models, reference.to(models.device), config)
-        return match_images(models, target.to(models.device), prepared, config, progress=report)
+        return match_images(models, target.to(models.device), reference.to(models.device),
+                            config, progress=report)
 
 
 def run_similarity(models: Models, match: MatchResult, node: str) -> SimilarityResult:
-    """The core's ``compute_similarity`` with errors phrased for the node."""
+    """The core's ``compute_similarity`` on the models' device, errors phrased for the node."""
     with core_errors(node):
-        return compute_similarity(models, move_to(match, models.device))
+        return compute_similarity(match, models.device)
 
 
 def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
@@ -411,11 +414,9 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                  output_device: torch.device | str = "cpu") -> list[torch.Tensor]:
     """Colorize a batch of targets: one streaming core call, or one call on precomputed stages.
 
-    The reference's features are computed once; the frames go through the core one streaming
-    call and each result leaves the device as it finishes. In a batch, each frame's matching
-    starts from the previous frame's field carried along the optical flow (video frames get
-    steadier correspondences; unrelated photos read as scene cuts and are matched from scratch). Progress comes
-    after every matching level, so an interruption raised by ``report`` stops within one level.
+    The reference's features are computed once; the frames go through the core in one
+    streaming call and each result leaves the device as it finishes. Progress comes after
+    every matching level, so an interruption raised by ``report`` stops within one level.
 
     Args:
         models: from :func:`assemble_models`.
@@ -440,52 +441,55 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
         if match is not None and similarity.source is not match:
             raise NodeInputError(node, "'similarity' was computed from another correspondence "
                                  "than the one connected to 'correspondence'.",
-                                 "connect the same DenseMatch output to SimilarityMaps and to "
-                                 "this node, or disconnect one of them.")
+                                 _PHRASES["similarity"][1])
         match = similarity.source
     with core_errors(node):
         if match is not None:
-            check_precomputed(match, target, config, node)
-            stage = None if similarity is None else move_to(similarity.result, models.device)
+            stage = None if similarity is None else similarity.result
             result = colorize(target.to(models.device), None, models, config,
-                              match=move_to(match.match, models.device), similarity=stage)
+                              match=match.match, similarity=stage,
+                              chunk_size=FRAMES_PER_CHUNK)
             return [image.to(output_device) for image in result.images]
-        # a batch may be a video's frames: each frame's matching starts from the previous
-        # frame's field carried along the motion where that scores better (never worse; a
-        # batch of unrelated photos reads as scene cuts and is matched from scratch)
-        motion = MotionPrior() if target.shape[0] > 1 else None
         results = colorize_iter(target, reference.to(models.device), models, config,
                                 chunk_size=FRAMES_PER_CHUNK, progress=report,
-                                output_device=output_device, motion=motion)
+                                output_device=output_device)
         return [done.image for done in results]
 
 
-def check_precomputed(match: MatchHandle, target: torch.Tensor, config: ColorizeConfig,
-                      node: str) -> None:
-    """Refuse a correspondence computed for other targets or at another working size."""
-    batch, size = int(target.shape[0]), (int(target.shape[-2]), int(target.shape[-1]))
-    have_batch = int(match.match.target_l_work.shape[0])
-    if have_batch != batch or tuple(match.match.original_size) != size:
-        raise NodeInputError(node, f"the correspondence was computed for {have_batch} target(s) "
-                             f"of {match.match.original_size[0]}x{match.match.original_size[1]}, "
-                             f"but 'target' holds {batch} of {size[0]}x{size[1]}.",
-                             "connect the same target images to DenseMatch and to this node.")
-    if match.size != config.size:
-        raise NodeInputError(node, f"the correspondence was computed at working size "
-                             f"{match.size}, this node asks for {config.size}.",
-                             "set the same 'size' on DenseMatch and on this node.")
+#: How the nodes phrase the core's refusals (:class:`~deepexemplar_core.inputs.InputError`),
+#: by ``kind``: the problem (``{slot}`` is the input's name) and the fix.
+_PHRASES = {
+    "alpha": ("'{slot}' has 4 channels (RGBA).",
+              "drop the alpha channel first, e.g. with the core node 'Split Image with Alpha', "
+              "and connect its IMAGE output."),
+    "channels": ("'{slot}' expected 1 or 3 channels (the last axis of an IMAGE).",
+                 "connect an RGB IMAGE to '{slot}'."),
+    "too_small": (None, "use a larger image (upscale it first) or crop less."),
+    "gray": (None, "connect a colour photo to 'reference' (were target and reference swapped?)."),
+    "batch": (None, "select one image with the core node 'ImageFromBatch' (length 1)."),
+    "targets": (None, "connect the same target images to DenseMatch and to this node."),
+    "size": (None, "set the same 'size' on DenseMatch and on this node."),
+    "similarity": (None, "connect the same DenseMatch output to SimilarityMaps and to this "
+                         "node, or disconnect one of them."),
+}
 
 
 @contextmanager
-def core_errors(node: str, fix: str = "check this node's inputs.") -> Iterator[None]:
+def core_errors(node: str, fix: str = "check this node's inputs.", *,
+                slot: str = "") -> Iterator[None]:
     """Re-raise the core's ``ValueError``/``TypeError`` as :class:`NodeInputError`.
 
     ComfyUI shows the message in its error dialog; prefixing the node name tells the user
-    which node to fix. Other exceptions (ComfyUI's interruption, out of memory) pass unchanged.
+    which node to fix. A typed refusal of the core (its ``kind``) gets the fix for that kind
+    (:data:`_PHRASES`); other errors get ``fix``. Other exceptions (ComfyUI's interruption, out
+    of memory) pass unchanged.
     """
     try:
         yield
     except NodeInputError:
         raise
     except (ValueError, TypeError) as err:
-        raise NodeInputError(node, str(err), fix) from err
+        phrase = _PHRASES.get(err.kind) if isinstance(err, InputError) else None
+        problem, kind_fix = phrase or (None, fix)
+        problem = str(err) if problem is None else problem.format(slot=slot)
+        raise NodeInputError(node, problem, kind_fix.format(slot=slot)) from err

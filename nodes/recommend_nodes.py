@@ -1,128 +1,32 @@
 """``RecommendReference``: pick colour references for a gray target (paper section 4).
 
 Candidates come either from an IMAGE batch or from a reference index built with
-``deepexemplar index FOLDER -o models/deepexemplar/indexes/NAME``. Plain helpers (listing
-indexes, letterboxing, the score text) live at module level; ``execute`` only converts and
-calls them and the core.
+``deepexemplar index FOLDER -o models/deepexemplar/indexes/NAME``. The plain logic (listing and
+caching indexes, the recommendation itself, the layout of its results) lives in
+:mod:`.recommend_logic`; ``execute`` converts layouts and makes one call.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import comfy.model_management as mm
 import folder_paths
-import torch
-import torch.nn.functional as F
 from comfy_api.latest import io
 
 from . import logic
-from .v3_nodes import CATEGORY, Backbone, _report, _search_aliases
+from .common import CATEGORY, Backbone, load_to_device, progress_relay, search_aliases
+from .recommend_logic import NO_INDEX, PREVIEW_SIDE, index_options, recommend_references, resolve_index
 
 #: ComfyUI folder name of the reference indexes (``models/deepexemplar/indexes``; more folders
 #: can be added under this key in extra_model_paths.yaml).
 INDEX_FOLDER = "deepexemplar_indexes"
-NO_INDEX = "none: use the candidates input"
-#: Longest side of the top-k batch (the best reference itself keeps its size).
-PREVIEW_SIDE = 1024
-_INDEX_CACHE: dict[tuple, object] = {}
 
 
 def register_index_folder() -> None:
     """Register ``models/deepexemplar/indexes`` (entries from extra_model_paths.yaml are kept)."""
     folder_paths.add_model_folder_path(
         INDEX_FOLDER, os.path.join(folder_paths.models_dir, logic.WEIGHTS_FOLDER, "indexes"))
-
-
-def index_options(folders: list[str]) -> list[str]:
-    """:data:`NO_INDEX` then the index folders (holding ``manifest.json``) found in ``folders``,
-    one or two levels deep, as paths relative to their folder."""
-    found: set[str] = set()
-    for base in folders:
-        if not os.path.isdir(base):
-            continue
-        for name in sorted(os.listdir(base)):
-            path = os.path.join(base, name)
-            if os.path.isfile(os.path.join(path, "manifest.json")):
-                found.add(name)
-            elif os.path.isdir(path):
-                found.update(f"{name}/{sub}" for sub in sorted(os.listdir(path))
-                             if os.path.isfile(os.path.join(path, sub, "manifest.json")))
-    return [NO_INDEX, *sorted(found)]
-
-
-def resolve_index(choice: str, folders: list[str]) -> str | None:
-    """Full path of the index ``choice`` (the first folder that holds it), else None."""
-    for base in folders:
-        path = os.path.join(base, choice)
-        if os.path.isfile(os.path.join(path, "manifest.json")):
-            return path
-    return None
-
-
-def letterbox(images: list[torch.Tensor], height: int, width: int) -> torch.Tensor:
-    """Fit ``(3, h, w)`` images into ``height x width`` (aspect kept, black borders).
-
-    Returns:
-        ``(B, 3, height, width)`` float32.
-
-    Example:
-        >>> letterbox([torch.ones(3, 10, 20), torch.ones(3, 20, 10)], 10, 10).shape
-        torch.Size([2, 3, 10, 10])
-    """
-    out = torch.zeros(len(images), 3, height, width)
-    for i, image in enumerate(images):
-        scale = min(height / image.shape[1], width / image.shape[2])
-        h = max(1, min(height, round(image.shape[1] * scale)))
-        w = max(1, min(width, round(image.shape[2] * scale)))
-        small = F.interpolate(image[None].float().cpu(), size=(h, w), mode="bilinear",
-                              antialias=True, align_corners=False)[0].clamp(0, 1)
-        top, left = (height - h) // 2, (width - w) // 2
-        out[i, :, top:top + h, left:left + w] = small
-    return out
-
-
-def preview_size(height: int, width: int, longest: int = PREVIEW_SIDE) -> tuple[int, int]:
-    """``(height, width)`` scaled down so that the longer side is at most ``longest``.
-
-    Example:
-        >>> preview_size(3000, 4000), preview_size(300, 400)
-        ((768, 1024), (300, 400))
-    """
-    scale = min(1.0, longest / max(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def score_text(found: list, names: list[str]) -> str:
-    """One line per recommendation: rank, final score, the three terms, class match, name."""
-    lines = ["rank score global local histogram class_match reference"]
-    for rank, (item, name) in enumerate(zip(found, names, strict=True), 1):
-        lines.append(f"{rank} {item.score:.4f} {item.global_score:.4f} {item.local_score:.4f} "
-                     f"{item.histogram_score:.4f} {'yes' if item.class_match else 'no'} {name}")
-    return "\n".join(lines)
-
-
-def _load_index(path: str, describer, node: str):
-    from deepexemplar_core.recommend import Index, IndexError_
-
-    manifest = os.path.join(path, "manifest.json")
-    key = (path, os.stat(manifest).st_mtime_ns, describer.family, describer.weights_sha256)
-    if key not in _INDEX_CACHE:
-        try:
-            _INDEX_CACHE.clear()
-            _INDEX_CACHE[key] = Index.load(path, describer)
-        except IndexError_ as err:
-            raise logic.NodeInputError(node, str(err), "connect the backbone the index was built "
-                                       "with (Load Gray VGG Backbone) or rebuild the index with "
-                                       "`deepexemplar index ... --rebuild`.") from err
-    return _INDEX_CACHE[key]
-
-
-def _read_rgb(path: Path) -> torch.Tensor:
-    from deepexemplar_core import read_image
-
-    return read_image(path).rgb().float()
 
 
 class RecommendReference(io.ComfyNode):
@@ -135,7 +39,7 @@ class RecommendReference(io.ComfyNode):
             node_id="DeepExemplar_RecommendReference",
             display_name="Exemplar Colorization: Recommend Reference",
             category=CATEGORY,
-            **_search_aliases("RecommendReference"),
+            **search_aliases("RecommendReference"),
             description="Picks the colour photos whose content and luminance best match the "
                         "target (global semantics, local correspondence, luminance histograms).",
             inputs=[
@@ -185,51 +89,32 @@ class RecommendReference(io.ComfyNode):
     @classmethod
     def execute(cls, target, backbone, index, k, beta, restrict_class,
                 candidates=None) -> io.NodeOutput:
-        from deepexemplar_core.recommend import as_describer, recommend, recommend_from_images
+        from deepexemplar_core.recommend import as_describer
 
         node = "RecommendReference"
-        target_t = logic.image_to_core(target, "target", node)[:1].cpu()
-        if backbone.patcher is not None:
-            mm.load_models_gpu([backbone.patcher])
-        describer = as_describer(backbone)
-        report = _report(cls.hidden.unique_id)
-        if index != NO_INDEX:
-            path = resolve_index(index, folder_paths.get_folder_paths(INDEX_FOLDER))
-            if path is None:
-                raise logic.NodeInputError(node, f"the index '{index}' is no longer there.",
-                                           "pick another entry (refresh the list).")
-            loaded = _load_index(path, describer, node)
-            with logic.core_errors(node):
-                found = recommend(loaded, target_t[0], k=k, beta=beta,
-                                  restrict_class=restrict_class)
-            images = [_read_rgb(item.path) for item in found]
-            names = [str(item.path) for item in found]
-        else:
-            if candidates is None:
-                raise logic.NodeInputError(node, "no candidates: 'index' is 'none' and nothing "
-                                           "is connected to 'candidates'.",
-                                           "connect an IMAGE batch of colour photos or pick an "
-                                           "index.")
-            pool = logic.image_to_core(candidates, "candidates", node).cpu()
-            if pool.shape[1] == 1:
-                pool = pool.expand(-1, 3, -1, -1)
-            with logic.core_errors(node):
-                found = recommend_from_images(target_t[0], pool, k=k, beta=beta,
-                                              restrict_class=restrict_class, backbone=describer,
-                                              progress=report)
-            images = [pool[item.row] for item in found]
-            names = [f"candidate {item.row}" for item in found]
-        if not found:
-            raise logic.NodeInputError(node, "no colour candidate to recommend (all are gray "
-                                       "or excluded).", "give colour photos.")
-        best = images[0]
+        target_t = logic.image_to_core(target, "target", node)[0].cpu()
+        pool = None if candidates is None else logic.image_to_core(candidates, "candidates",
+                                                                  node).cpu()
+        load_to_device(backbone)
         out = mm.intermediate_device()
-        top = letterbox(images, *preview_size(int(best.shape[1]), int(best.shape[2])))
-        return io.NodeOutput(
-            logic.images_to_comfy([best], out),
-            top.movedim(1, -1).to(out),
-            score_text(found, names),
-        )
+        found = recommend_references(
+            target_t, as_describer(backbone), index_path=_index_path(index, node),
+            candidates=pool, k=k, beta=beta, restrict_class=restrict_class, node=node,
+            report=progress_relay(cls.hidden.unique_id))
+        return io.NodeOutput(logic.images_to_comfy([found.best], out),
+                             found.top.movedim(1, -1).to(out), found.scores)
+
+
+def _index_path(index: str, node: str) -> str | None:
+    """Full path of the chosen index (``None`` for :data:`NO_INDEX`); a vanished one is an
+    error that names the node and the fix."""
+    if index == NO_INDEX:
+        return None
+    path = resolve_index(index, folder_paths.get_folder_paths(INDEX_FOLDER))
+    if path is None:
+        raise logic.NodeInputError(node, f"the index '{index}' is no longer there.",
+                                   "pick another entry (refresh the list).")
+    return path
 
 
 NODES: list[type[io.ComfyNode]] = [RecommendReference]

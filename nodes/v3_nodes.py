@@ -7,59 +7,32 @@ input names are frozen: saved workflows refer to them.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
 
 import comfy.model_management as mm
-import comfy.model_patcher
-import comfy.utils
 import folder_paths
-import torch
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
 from . import logic
-
-CATEGORY = "image/colorization"
-
-Backbone = io.Custom("DEEPEXEMPLAR_BACKBONE")
-ColorNet = io.Custom("DEEPEXEMPLAR_COLORNET")
-Correspondence = io.Custom("DEEPEXEMPLAR_CORRESPONDENCE")
-SimilarityType = io.Custom("DEEPEXEMPLAR_SIMILARITY")
+from .common import (
+    CATEGORY,
+    Backbone,
+    ColorNet,
+    Correspondence,
+    SimilarityType,
+    load_to_device,
+    patcher,
+    progress_relay,
+    search_aliases,
+)
+from .recommend_nodes import NODES as RECOMMEND_NODES
+from .video_nodes import NODES as VIDEO_NODES
 
 SIZE_TOOLTIP = ("Working short side in pixels (floored to a multiple of 8). The authors' models "
                 "were trained at 256; larger is slower and finer. The output keeps the input size.")
-
-
-#: Words users type in the node search (issue 9, item 15), per node, besides the display name.
-SEARCH_ALIASES = {
-    "LoadGrayVGG": ["colorization", "colorize", "exemplar", "reference", "vgg", "backbone",
-                    "deep exemplar"],
-    "LoadColorNet": ["colorization", "colorize", "exemplar", "reference", "colornet",
-                     "deep exemplar"],
-    "DenseMatch": ["colorization", "colorize", "exemplar", "reference", "correspondence",
-                   "patchmatch", "deep exemplar"],
-    "SimilarityMaps": ["colorization", "colorize", "exemplar", "reference", "confidence",
-                       "warp", "deep exemplar"],
-    "ExemplarColorize": ["colorization", "colorize", "exemplar", "reference", "recolor",
-                         "color transfer", "deep exemplar"],
-    "RecommendReference": ["colorization", "colorize", "exemplar", "reference", "retrieval",
-                           "recommend", "automatic", "deep exemplar"],
-    "VideoTemporalSmooth": ["colorization", "colorize", "exemplar", "reference", "video",
-                            "flicker", "temporal", "deep exemplar"],
-}
-
-
-def _search_aliases(node: str) -> dict[str, list[str]]:
-    """``{"search_aliases": [...]}`` where this ComfyUI's ``io.Schema`` has that field (added to
-    ComfyUI in January 2026, searched by newer frontends), else ``{}``. Older versions search
-    only the node id and display name, which is why every display name starts with
-    "Exemplar Colorization"."""
-    if "search_aliases" in {f.name for f in dataclasses.fields(io.Schema)}:
-        return {"search_aliases": list(SEARCH_ALIASES[node])}
-    return {}
 
 
 def register_weights_folder() -> None:
@@ -78,32 +51,10 @@ def _weights_path(choice: str, builtins: tuple[str, ...]) -> str | None:
     return folder_paths.get_full_path(logic.WEIGHTS_FOLDER, choice)
 
 
-def _patcher(module: torch.nn.Module) -> object:
-    """Wrap a network so ComfyUI's memory manager can load and evict it (None if no weights)."""
-    if next(module.parameters(), None) is None:
-        return None
-    return comfy.model_patcher.ModelPatcher(
-        module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
-
-
 def _models(backbone, colornet, node: str):
     """Load the networks where ComfyUI wants them and return the core ``Models``."""
-    patchers = [p for p in (getattr(backbone, "patcher", None), getattr(colornet, "patcher", None))
-                if p is not None]
-    if patchers:
-        mm.load_models_gpu(patchers)
+    load_to_device(backbone, colornet)
     return logic.assemble_models(backbone, colornet, mm.get_torch_device(), node)
-
-
-def _report(node_id: str | None):
-    """A progress callback that drives a ProgressBar and honours ComfyUI's Cancel button."""
-    bar = comfy.utils.ProgressBar(1000, node_id=node_id)
-
-    def report(done: int, total: int) -> None:
-        mm.throw_exception_if_processing_interrupted()
-        bar.update_absolute(round(1000 * done / max(total, 1)), 1000)
-
-    return report
 
 
 def _weights_inputs(builtins: tuple[str, ...], what: str) -> list[io.Input]:
@@ -138,7 +89,7 @@ class LoadGrayVGG(_WeightsLoader):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_LoadGrayVGG",
-            **_search_aliases("LoadGrayVGG"),
+            **search_aliases("LoadGrayVGG"),
             display_name="Exemplar Colorization: Load Gray VGG Backbone",
             category=CATEGORY,
             description="Deep exemplar-based colorization, step 1: loads the feature network "
@@ -156,7 +107,7 @@ class LoadGrayVGG(_WeightsLoader):
         path = _selected_path("LoadGrayVGG", weights, cls.BUILTINS)
         backbone = logic.load_backbone(weights, path, allow_download=allow_download,
                                        search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
-        backbone.patcher = _patcher(backbone)
+        backbone.patcher = patcher(backbone)
         return io.NodeOutput(backbone)
 
 
@@ -180,7 +131,7 @@ class LoadColorNet(_WeightsLoader):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_LoadColorNet",
-            **_search_aliases("LoadColorNet"),
+            **search_aliases("LoadColorNet"),
             display_name="Exemplar Colorization: Load Colorization Network",
             category=CATEGORY,
             description="Deep exemplar-based colorization: loads the network that predicts "
@@ -197,7 +148,7 @@ class LoadColorNet(_WeightsLoader):
         path = _selected_path("LoadColorNet", weights, cls.BUILTINS)
         colorizer = logic.load_colornet(weights, path, allow_download=allow_download,
                                         search_dirs=folder_paths.get_folder_paths(logic.WEIGHTS_FOLDER))
-        colorizer.patcher = _patcher(colorizer)
+        colorizer.patcher = patcher(colorizer)
         return io.NodeOutput(colorizer)
 
 
@@ -218,7 +169,7 @@ class DenseMatch(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_DenseMatch",
-            **_search_aliases("DenseMatch"),
+            **search_aliases("DenseMatch"),
             display_name="Exemplar Colorization: Dense Match",
             category=CATEGORY,
             description="Deep exemplar-based colorization: finds, for every pixel of the gray "
@@ -239,12 +190,12 @@ class DenseMatch(io.ComfyNode):
         node = "DenseMatch"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
-        config = logic.make_config(node, size)
+        config = logic.make_config(node, size, frames=target_t.shape[0])
         models = _models(backbone, None, node)
         match = logic.run_match(models, target_t, reference_t, config, node,
-                                _report(cls.hidden.unique_id))
+                                progress_relay(cls.hidden.unique_id))
         match = logic.move_to(match, mm.intermediate_device())
-        return io.NodeOutput(logic.MatchHandle(match, config.size, backbone))
+        return io.NodeOutput(logic.MatchHandle(match, backbone))
 
 
 class SimilarityMaps(io.ComfyNode):
@@ -254,7 +205,7 @@ class SimilarityMaps(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_SimilarityMaps",
-            **_search_aliases("SimilarityMaps"),
+            **search_aliases("SimilarityMaps"),
             display_name="Exemplar Colorization: Similarity Maps",
             category=CATEGORY,
             description="Deep exemplar-based colorization: shows how well each target pixel "
@@ -299,7 +250,7 @@ class ExemplarColorize(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DeepExemplar_ExemplarColorize",
-            **_search_aliases("ExemplarColorize"),
+            **search_aliases("ExemplarColorize"),
             display_name="Exemplar Colorization: Colorize",
             category=CATEGORY,
             description="Colorizes gray photos or video frames with the colours of one "
@@ -333,11 +284,11 @@ class ExemplarColorize(io.ComfyNode):
         node = "ExemplarColorize"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
-        config = logic.make_config(node, size, strength, upsample)
+        config = logic.make_config(node, size, strength, upsample, frames=target_t.shape[0])
         models = _models(backbone, colornet, node)
         images = logic.run_colorize(models, target_t, reference_t, config, node,
                                     match=correspondence, similarity=similarity,
-                                    report=_report(cls.hidden.unique_id),
+                                    report=progress_relay(cls.hidden.unique_id),
                                     output_device=mm.intermediate_device())
         mm.soft_empty_cache()
         return io.NodeOutput(logic.images_to_comfy(images, mm.intermediate_device()))
@@ -352,10 +303,7 @@ class DeepExemplarExtension(ComfyExtension):
 
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        from .recommend_nodes import NODES as RECOMMEND_NODES  # reference recommendation
-        from .video_nodes import NODES as VIDEO_NODES
-
-        return list(NODES) + RECOMMEND_NODES + list(VIDEO_NODES)
+        return list(NODES) + list(RECOMMEND_NODES) + list(VIDEO_NODES)
 
 
 def provide_example_images() -> None:

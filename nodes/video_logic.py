@@ -120,7 +120,7 @@ def smooth_image_batch(
     """
     from deepexemplar_core.temporal import TemporalSmoother
 
-    from deepexemplar_core import lab_to_rgb, rgb_to_lab
+    from deepexemplar_core import l_ab_to_rgb, rgb_to_lab
 
     frames = _frames_to_core(images)
     count = frames.shape[0]
@@ -137,8 +137,8 @@ def smooth_image_batch(
         if step.scene_cut:
             cuts.append(index)
         weights.append(step.weight_mean)
-        rgb = lab_to_rgb(torch.cat([lab[:1], step.ab.to(lab.device)]).unsqueeze(0))[0]
-        out[index] = rgb.clamp(0.0, 1.0).movedim(0, -1).to(output_device)
+        rgb = l_ab_to_rgb(lab[:1], step.ab)
+        out[index] = rgb.movedim(0, -1).to(output_device)
         if report is not None:
             report(index + 1, count)
     return out, SmoothReport(config.mode, tuple(cuts), tuple(weights))

@@ -11,7 +11,7 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from . import logic, video_logic
-from .v3_nodes import CATEGORY, _report, _search_aliases
+from .common import CATEGORY, progress_relay, search_aliases
 
 
 class VideoTemporalSmooth(io.ComfyNode):
@@ -24,7 +24,7 @@ class VideoTemporalSmooth(io.ComfyNode):
             node_id="DeepExemplar_VideoTemporalSmooth",
             display_name="Exemplar Colorization: Video Temporal Smooth",
             category=CATEGORY,
-            **_search_aliases("VideoTemporalSmooth"),
+            **search_aliases("VideoTemporalSmooth"),
             description="Removes colour flicker from colorized video frames by following the "
                         "motion (Bonneel et al. 2015); brightness is kept, scene cuts restart it.",
             inputs=[
@@ -66,7 +66,8 @@ class VideoTemporalSmooth(io.ComfyNode):
         with logic.core_errors(node):
             smoothed, report = video_logic.smooth_image_batch(
                 images, config, device=mm.get_torch_device(),
-                output_device=mm.intermediate_device(), report=_report(cls.hidden.unique_id))
+                output_device=mm.intermediate_device(),
+                report=progress_relay(cls.hidden.unique_id))
         return io.NodeOutput(smoothed, report.text())
 
 

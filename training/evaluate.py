@@ -108,7 +108,7 @@ def evaluate(weights: str | Path, images: str | Path, size: int = 256, seed: int
         }
         for task, reference in references.items():
             match = match_images(models, target, reference, config)
-            sim = compute_similarity(models, match)
+            sim = compute_similarity(match)
             for name, colorizer in colorizers.items():
                 result = colorize(target, reference, replace(models, colorizer=colorizer), config,
                                   match=match, similarity=sim)

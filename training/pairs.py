@@ -282,7 +282,7 @@ def compute_pair(models, target_rgb8: torch.Tensor, reference_rgb8: torch.Tensor
     match = match_images(models, target_rgb8.float() / 255.0, reference_rgb8.float() / 255.0, config)
     if match.work_size != tuple(target_rgb8.shape[-2:]):
         raise ValueError(f"size: images of {tuple(target_rgb8.shape[-2:])} matched at {match.work_size}")
-    sim = compute_similarity(models, match)
+    sim = compute_similarity(match)
     corr = match.correspondence
     target8 = target_rgb8[None].to(models.device)
     cycled = chrominance_reference(target8, corr.nnf_tr, corr.nnf_rt)

@@ -150,27 +150,22 @@ def _metadata(models, reference: Path, target: Path, config) -> dict[str, str]:
 
 
 def _readable(jobs: list[_Job], loaded: dict[int, object]) -> Iterator:
-    """Read and validate each target in turn; yield the good ones' pixels, mark the others.
+    """Read each target in turn; yield the readable ones' pixels, mark the others.
 
-    A target that cannot be read or that the core refuses (too small, RGBA ...) fails alone:
-    it is never part of a batch, so the other targets are still colorized.
+    A target that cannot be read fails alone; one the core refuses (too small, ...) is reported
+    through :func:`_refused` and fails alone too: it is never part of a batch.
     """
     from ..image_io import ImageReadError, read_image
-    from ..pipeline import check_image
 
     positions = itertools.count()  # the core numbers the images it receives: 0, 1, 2 ...
     for number, job in enumerate(jobs):
         try:
             image = read_image(job.source)
-            pixels = check_image(str(job.source), image.pixels)
         except ImageReadError as err:
             job.status, job.error = "unreadable", str(err)
             continue
-        except (ValueError, TypeError) as err:
-            job.status, job.error = "invalid", str(err)
-            continue
         loaded[next(positions)] = (number, image)
-        yield pixels
+        yield image.pixels
 
 
 def _colorize_all(jobs: list[_Job], prepared, ref_path: Path, models, config, args) -> None:
@@ -191,16 +186,28 @@ def _colorize_all(jobs: list[_Job], prepared, ref_path: Path, models, config, ar
             bar.n = min(len(jobs), refused + done / PROGRESS_UNITS)
             bar.refresh()
 
+    def refused(position: int, error: ValueError) -> None:
+        number, image = loaded.pop(position)
+        jobs[number].status, jobs[number].error = "invalid", _phrase(error, jobs[number].source)
+
     try:
         for done in colorize_iter(_readable(jobs, loaded), prepared, models, config,
                                   chunk_size=max(1, args.batch_size), progress=progress,
-                                  keep_intermediates=args.save_intermediates):
+                                  keep_intermediates=args.save_intermediates,
+                                  on_invalid=refused):
             number, image = loaded.pop(done.index)
             _write(jobs[number], image, done, models, ref_path, config, args.save_intermediates)
     finally:
         if bar is not None:
             bar.n = sum(j.status != "pending" for j in jobs)
             bar.close()
+
+
+def _phrase(error: ValueError, source: Path) -> str:
+    """The core's refusal of a target, with the file's name in place of its position."""
+    text = str(error)
+    name = getattr(error, "name", "")
+    return str(source) + text[len(name):] if name and text.startswith(name) else text
 
 
 def _write(job: _Job, image, done, models, ref_path: Path, config, intermediates: bool) -> None:

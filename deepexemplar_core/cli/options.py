@@ -64,10 +64,12 @@ def load_models_from_args(args: argparse.Namespace):
     )
 
 
-def config_from_args(args: argparse.Namespace):
-    """The :class:`~deepexemplar_core.pipeline.ColorizeConfig` of :func:`add_model_options`."""
+def config_from_args(args: argparse.Namespace, *, motion: bool = False):
+    """The :class:`~deepexemplar_core.pipeline.ColorizeConfig` of :func:`add_model_options`;
+    ``motion`` says the targets are a video's frames (see ``ColorizeConfig.motion``)."""
     from ..matching import MatchConfig
     from ..pipeline import ColorizeConfig
 
     match = None if args.backend == "auto" else MatchConfig(backend=args.backend)
-    return ColorizeConfig(size=args.size, upsample=args.upsample, strength=args.strength, match=match)
+    return ColorizeConfig(size=args.size, upsample=args.upsample, strength=args.strength,
+                          match=match, motion=motion)

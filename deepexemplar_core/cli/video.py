@@ -66,7 +66,8 @@ def register(subparsers) -> None:
     parser.add_argument("--keyframe", type=int, default=None, metavar="K",
                         help="use frame K (0-based) of the clip as the reference (see docs/video.md)")
     parser.add_argument("--chunk", type=int, default=8,
-                        help="frames matched together with --no-motion (default 8)")
+                        help="frames colorized together (default 8; with motion each frame is "
+                             "still matched on its own, from the previous one)")
     parser.add_argument("--no-motion", action="store_true",
                         help="match every frame from scratch instead of starting from the "
                              "previous frame's correspondence carried along the motion")
@@ -193,8 +194,8 @@ def _colorized_frames(reader, reference: _Reference, models, config, smoother, a
     """
     import torch
 
-    from .. import MotionPrior, colorize_iter, lab_to_rgb, prepare_reference
-    from ..color import rgb_to_l
+    from .. import MotionPrior, colorize_iter, prepare_reference
+    from ..color import l_ab_to_rgb, rgb_to_l
 
     start = time.perf_counter()
     prepared = prepare_reference(models, reference.rgb, config)
@@ -214,7 +215,7 @@ def _colorized_frames(reader, reference: _Reference, models, config, smoother, a
             pending[next(numbers)] = frame
             yield frame
 
-    motion = None if args.no_motion else MotionPrior()
+    motion = MotionPrior() if config.motion else None  # kept to report its restarts
     tick, read = time.perf_counter(), stats.seconds.get("read", 0.0)
     for done in colorize_iter(decoded(), prepared, models, config, chunk_size=args.chunk,
                               motion=motion):
@@ -240,8 +241,7 @@ def _colorized_frames(reader, reference: _Reference, models, config, smoother, a
                     stats.scene_cuts.append(index)
                 stats.add("temporal", time.perf_counter() - start)
                 start = time.perf_counter()
-            lab = torch.cat([l, ab.to(l.device)]).unsqueeze(0)
-            image = lab_to_rgb(lab, gamut=config.gamut)[0].clamp_(0.0, 1.0)
+            image = l_ab_to_rgb(l, ab, gamut=config.gamut)
         stats.add("convert", time.perf_counter() - start)
         stats.frames = index + 1
         yield image
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     try:
         models = load_models_from_args(args)
-        config = config_from_args(args)
+        config = config_from_args(args, motion=not args.no_motion)
         smoother = _temporal(args, models.device)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -51,7 +51,7 @@ def test_absurd_sizes_are_refused_or_bounded(files, capsys):
     code = _colorize(str(files / "photos" / "a.png"), "-r", str(files / "ref.png"), "-o",
                      str(files / "o.png"), "--size", "100000")
     assert code == EXIT_INPUT and "size: expected 0 (native) or 32..2048" in capsys.readouterr().err
-    from deepexemplar_core.pipeline import MAX_WORK_PIXELS, working_size
+    from deepexemplar_core.inputs import MAX_WORK_PIXELS, working_size
 
     h, w = working_size(40, 20000, 256)
     assert h * w <= MAX_WORK_PIXELS and min(h, w) >= 32

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -68,7 +70,8 @@ def test_colorize_iter_with_motion_gives_steadier_fields(lite, chelsea_rgb):
     frames = _pan(chelsea_rgb, 5, 6)
     step = round(6 * SIZE / 200)  # the pan at working size
     fields = {}
-    for name, motion in (("plain", None), ("motion", MotionPrior())):
-        results = colorize_iter(frames, prepared, lite, config, keep_intermediates=True, motion=motion)
+    for name, motion in (("plain", False), ("motion", True)):
+        results = colorize_iter(frames, prepared, lite, replace(config, motion=motion),
+                                keep_intermediates=True)
         fields[name] = [r.intermediates.match.correspondence.nnf_tr for r in results]
     assert _consistency(fields["motion"], step) >= _consistency(fields["plain"], step)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from deepexemplar_core.color import rgb_to_lab
+from deepexemplar_core.inputs import PrecomputedError
 from deepexemplar_core.models import load_models
 from deepexemplar_core.pipeline import (
     ColorizeConfig,
@@ -64,7 +65,7 @@ def test_self_reference_restores_colours_at_original_size(lite, chelsea_rgb):
 def test_identical_reference_warps_to_the_target_ab(lite, astronaut_rgb):
     """With the target's own colour version as reference, the warp reproduces its ab (> 30 dB)."""
     match = match_images(lite, _gray(astronaut_rgb), astronaut_rgb, ColorizeConfig(size=256))
-    sim = compute_similarity(lite, match)
+    sim = compute_similarity(match)
     truth = match.reference_lab_work[:, 1:]
     assert _ab_psnr(sim.warped_ab, truth) > 30.0
     assert sim.confidence.shape == (1, 1, 256, 256)
@@ -115,12 +116,21 @@ def test_precomputed_stages_are_reused(lite, chelsea_rgb):
     config = ColorizeConfig(size=128)
     target = _gray(chelsea_rgb)
     match = match_images(lite, target, chelsea_rgb, config)
-    sim = compute_similarity(lite, match)
+    sim = compute_similarity(match)
     direct = colorize(target, chelsea_rgb, lite, config).images[0]
-    reused = colorize(target, chelsea_rgb, lite, config, match=match, similarity=sim).images[0]
+    reused = colorize(target, None, lite, config, match=match, similarity=sim).images[0]
     assert torch.allclose(direct, reused, atol=1e-5)
-    with pytest.raises(ValueError, match="rerun the matching"):
-        colorize(target[:, :100, :100], chelsea_rgb, lite, config, match=match)
+    checks = [  # (targets, reference, config, what is refused)
+        (target[:, :100, :100], None, config, "targets"),
+        (target, None, ColorizeConfig(size=96), "size"),
+        (target, chelsea_rgb, config, "reference"),  # the match already holds its reference
+    ]
+    for targets, reference, other, kind in checks:
+        with pytest.raises(PrecomputedError) as info:
+            colorize(targets, reference, lite, other, match=match)
+        assert info.value.kind == kind
+    with pytest.raises(PrecomputedError, match="pass the match result"):
+        colorize(target, None, lite, config, similarity=sim)
 
 
 @pytest.mark.parametrize(

@@ -58,10 +58,12 @@ def test_image_to_core_errors_name_node_and_fix(logic, image, match):
 def test_reference_must_be_one_colour_image(logic, lite, cat_pair):
     target, reference = cat_pair
     assert logic.reference_to_core(reference, "DenseMatch").shape[0] == 1
-    with pytest.raises(logic.NodeInputError, match=r"batch of 2.*ImageFromBatch"):
-        logic.reference_to_core(reference.expand(2, -1, -1, -1), "DenseMatch")
     core_t = logic.image_to_core(target, "target", "DenseMatch")
     config = logic.make_config("DenseMatch", SIZE)
+    # the core owns the one-reference policy; the node phrases its refusal
+    several = logic.reference_to_core(reference.expand(2, -1, -1, -1), "DenseMatch")
+    with pytest.raises(logic.NodeInputError, match=r"batch of 2.*ImageFromBatch"):
+        logic.run_match(lite[2], core_t, several, config, "DenseMatch")
     # the core owns the policy: a gray reference (even with JPEG noise) is refused, phrased here
     noisy = (core_t + torch.rand_like(core_t) * 0.5 / 255).clamp(0, 1)
     with pytest.raises(logic.NodeInputError, match=r"DenseMatch: reference: has no colour.*swapped"):
@@ -179,21 +181,43 @@ def test_strength_zero_returns_gray(logic, lite, cat_pair):
     assert _chroma(logic.images_to_comfy(images, "cpu")) < 0.01
 
 
-def test_chunked_batch_equals_single_images(logic, lite, cat_pair, monkeypatch):
+def test_batch_progress_is_per_level_and_monotonic(logic, lite, cat_pair):
     target, reference = cat_pair
     frames = torch.cat([target, target.flip(2), target.roll(9, 2)])
     core_t = logic.image_to_core(frames, "target", "n")
     core_r = logic.reference_to_core(reference, "n")
-    config = logic.make_config("n", SIZE)
-    monkeypatch.setattr(logic, "FRAMES_PER_CHUNK", 2)
     calls = []
-    batch = logic.run_colorize(lite[2], core_t, core_r, config, "n",
-                               report=lambda d, t: calls.append((d, t)))
-    single = logic.run_colorize(lite[2], core_t[1:2], core_r, config, "n")
-    torch.testing.assert_close(batch[1], single[0], atol=2e-3, rtol=0)
+    batch = logic.run_colorize(lite[2], core_t, core_r, logic.make_config("n", SIZE, frames=3),
+                               "n", report=lambda d, t: calls.append((d, t)))
     assert len(batch) == 3
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
-    assert calls[-1][0] == calls[-1][1] > 0 and len(calls) > 6  # per level and per chunk
+    assert calls[-1][0] == calls[-1][1] > 0 and len(calls) > 6  # per level, per frame
+
+
+def test_a_batch_is_a_clip_for_both_graphs(logic, lite, cat_pair):
+    """The motion prior is decided once (``make_config``): ExemplarColorize alone and
+    DenseMatch -> ExemplarColorize give the same pixels on a 24-frame clip."""
+    from pack_import import import_pack_module
+
+    example_clip_frames = import_pack_module("nodes.video_logic").example_clip_frames
+
+    target, reference = cat_pair
+    clip = torch.stack(list(example_clip_frames(target[0].movedim(-1, 0), count=24,
+                                                size=(72, 96))))
+    frames = logic.image_to_core(clip.movedim(1, -1), "target", "n")
+    core_r = logic.reference_to_core(reference, "n")
+    config = logic.make_config("n", SIZE, frames=frames.shape[0])
+    assert config.motion
+    alone = logic.run_colorize(lite[2], frames, core_r, config, "n")
+    match = logic.MatchHandle(logic.run_match(lite[2], frames, core_r, config, "DenseMatch"),
+                              lite[0])
+    staged = logic.run_colorize(lite[2], frames, core_r, config, "n", match=match)
+    assert len(alone) == len(staged) == 24
+    for one, other in zip(alone, staged, strict=True):
+        assert torch.equal(one, other)
+    # the clip's frames were matched along the motion: a batch without it differs
+    still = logic.run_colorize(lite[2], frames, core_r, logic.make_config("n", SIZE), "n")
+    assert any(not torch.equal(a, b) for a, b in zip(alone, still, strict=True))
 
 
 def test_precomputed_stages_are_reused_and_checked(logic, lite, cat_pair):
@@ -203,16 +227,16 @@ def test_precomputed_stages_are_reused_and_checked(logic, lite, cat_pair):
     core_r = logic.reference_to_core(reference, "n")
     config = logic.make_config("n", SIZE)
     match = logic.MatchHandle(logic.run_match(models, core_t, core_r, config, "DenseMatch"),
-                              SIZE, backbone)
+                              backbone)
     sim = logic.SimilarityHandle(logic.run_similarity(models, match.match, "SimilarityMaps"), match)
     direct = logic.run_colorize(models, core_t, core_r, config, "n")
     reused = logic.run_colorize(models, core_t, core_r, config, "n", match=match, similarity=sim)
     torch.testing.assert_close(reused[0], direct[0])
     with pytest.raises(logic.NodeInputError, match=r"computed at working size 64.*asks for 96"):
         logic.run_colorize(models, core_t, core_r, logic.make_config("n", 96), "n", match=match)
-    with pytest.raises(logic.NodeInputError, match=r"1 target\(s\).*holds 2"):
+    with pytest.raises(logic.NodeInputError, match=r"1 target\(s\).*got 2.*same target images"):
         logic.run_colorize(models, core_t.expand(2, -1, -1, -1), core_r, config, "n", match=match)
-    other = logic.MatchHandle(match.match, SIZE, backbone)
+    other = logic.MatchHandle(match.match, backbone)
     with pytest.raises(logic.NodeInputError, match=r"another correspondence"):
         logic.run_colorize(models, core_t, core_r, config, "n", match=other, similarity=sim)
 
