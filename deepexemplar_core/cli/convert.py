@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..weights.convert.caffemodel import CaffeModelError
-from ..weights.convert.converters import KINDS, convert_file
-from ..weights.convert.torch_files import ConversionError
+from ..authors.convert.caffemodel import CaffeModelError
+from ..authors.convert.converters import KINDS, convert_file
+from ..authors.convert.torch_files import ConversionError
 from ..weights import default_weights_dir, manifest_path, read_manifest
 
 

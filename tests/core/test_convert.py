@@ -20,7 +20,7 @@ from skimage import data as skdata
 from skimage.color import rgb2lab
 from skimage.transform import resize
 
-from deepexemplar_core.weights.convert import (
+from deepexemplar_core.authors.convert import (
     CaffeModelError,
     ConversionError,
     convert_colornet_pth,

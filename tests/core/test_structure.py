@@ -79,11 +79,46 @@ def test_core_never_imports_comfyui_nodes_or_training():
                 f"{path.relative_to(REPO)} imports {name}")
 
 
-def test_matching_does_not_import_the_pipeline_or_the_cli():
-    for path in (CORE / "matching").rglob("*.py"):
-        for name in _imports(path):
-            assert not name.startswith(("deepexemplar_core.pipeline", "deepexemplar_core.cli")), (
-                f"{path.relative_to(REPO)} imports {name}")
+UPWARD = tuple(f"deepexemplar_core.{room}" for room in (
+    "backbones", "colorizers", "models", "pipeline", "cli", "authors"))
+
+
+@pytest.mark.parametrize("room", ["weights", "matching"])
+def test_weights_and_matching_import_nothing_upward(room):
+    """``weights/`` and ``matching/`` sit below the stages: no import of a network, the pipeline,
+    the CLI or the authors' release (whose converters import the networks)."""
+    graph = _graph()
+    for module in sorted(m for m in graph if m.split(".")[1:2] == [room]):
+        upward = sorted(m for m in graph[module] if m.startswith(UPWARD))
+        assert not upward, f"{module} imports {upward}"
+
+
+def test_the_upward_check_sees_an_upward_import(tmp_path, monkeypatch):
+    """The check above can fail: a ``weights`` module importing a network is reported."""
+    fake = tmp_path / "deepexemplar_core"
+    (fake / "weights").mkdir(parents=True)
+    (fake / "backbones").mkdir()
+    (fake / "backbones" / "__init__.py").write_text("")
+    (fake / "weights" / "__init__.py").write_text("from ..backbones import load_backbone\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "CORE", fake)
+    with pytest.raises(AssertionError, match="deepexemplar_core.weights imports "
+                                             r"\['deepexemplar_core.backbones'\]"):
+        test_weights_and_matching_import_nothing_upward("weights")
+
+
+def test_every_public_name_resolves_from_its_module():
+    """The lazy export map names the module that really defines each public name (sorted)."""
+    import deepexemplar_core
+
+    names = list(deepexemplar_core._EXPORTS)
+    assert names == sorted(names)
+    for name in names:
+        value = getattr(deepexemplar_core, name)
+        target = f"deepexemplar_core.{deepexemplar_core._EXPORTS[name]}"
+        assert getattr(value, "__module__", target).startswith(target), (name, value.__module__)
+    with pytest.raises(AttributeError, match="no attribute 'read_flows'"):
+        deepexemplar_core.read_flows
 
 
 @pytest.fixture(scope="module")
