@@ -45,7 +45,8 @@ class WeightsNotFoundError(WeightsError, FileNotFoundError):
                 detail: str = "") -> WeightsNotFoundError:
         """The error for a known weights ``name`` not found; the message is made from the fields.
 
-        >>> err = WeightsNotFoundError.missing("lite", "x.safetensors", ["search dir /m"], ["pip ..."])
+        >>> err = WeightsNotFoundError.missing("lite", "x.safetensors", ["search dir /m"],
+        ...                                    ["pip ..."])
         >>> print(err)
         weights 'lite' (x.safetensors) not found. Searched:
           - search dir /m
