@@ -83,6 +83,7 @@ def test_save_intermediates_writes_authors_formats(files):
     assert {"gray_ref.txt", "ref_gray.txt", "gray_ref.combo", "warped.png", "confidence.png"} <= names
 
 
+@pytest.mark.e2e
 def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "deepexemplar_core", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "colorize" in proc.stdout
@@ -134,6 +135,7 @@ def test_errors_become_exit_codes_in_main(monkeypatch, capsys):
 @pytest.mark.parametrize(("argv", "level"), [
     (["-v", "doctor"], "INFO"), (["doctor", "-v"], "INFO"), (["doctor", "--verbose"], "INFO"),
     (["doctor"], "WARNING")])
+@pytest.mark.e2e
 def test_verbose_before_or_after_the_sub_command(argv, level):
     """``-v`` sets INFO logging wherever it stands (a fresh process: no logging configured)."""
     code = ("import logging, sys; from deepexemplar_core.cli import main; "

@@ -174,6 +174,7 @@ def test_interrupted_run_leaves_nothing(clips, tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.e2e
 def test_sigterm_leaves_nothing(tmp_path):
     """A real SIGTERM to a running ``deepexemplar video`` process: exit 143, no file left."""
     import os

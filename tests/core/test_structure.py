@@ -192,6 +192,7 @@ def _source_copy(tmp_path: Path) -> Path:
     return source
 
 
+@pytest.mark.e2e
 def test_wheel_ships_the_extension_sources(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(_source_copy(tmp_path)),
                           "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "-q"],

@@ -36,7 +36,7 @@ from comfy_server import (
     running_server,
 )
 
-pytestmark = pytest.mark.comfyui
+pytestmark = [pytest.mark.comfyui, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
