@@ -8,7 +8,7 @@ is a callable in :data:`METHODS` ``(target_rgb, reference_rgb) -> rgb`` so that 
 added or left out (``--methods``).
 
 Reported per case and method: ab PSNR, RGB PSNR, SSIM, colourfulness (signed and abs
-variants, see :mod:`deepexemplar_core.metrics`), classifier top-5 agreement with the original
+variants, see :mod:`deepexemplar_core.evaluation.metrics`), classifier top-5 agreement with the original
 (the lite EfficientNet-Lite0 classifier), seconds per image. Written to ``--out``:
 ``quality.csv`` (one row per case and method), ``summary.csv`` and ``contact_sheet.png``
 (target, reference, each method's result), and the means are printed.
@@ -38,9 +38,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.datasets import build_photo_folder, read_manifest  # noqa: E402
-from deepexemplar_core.baselines import reinhard_transfer, welsh_transfer  # noqa: E402
+from deepexemplar_core.evaluation.baselines import reinhard_transfer, welsh_transfer  # noqa: E402
 from deepexemplar_core.color import lab_to_rgb, rgb_to_lab  # noqa: E402
-from deepexemplar_core.metrics import (  # noqa: E402
+from deepexemplar_core.evaluation.metrics import (  # noqa: E402
     ab_psnr,
     colorfulness,
     finite_mean,

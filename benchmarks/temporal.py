@@ -19,7 +19,7 @@ photo). The per-frame chroma is then smoothed with every temporal mode (``off``,
 * **CDC** (colour distribution consistency, ColorMNet's ``evaluation_matrics/cdc.py``):
   Jensen-Shannon divergence (natural log) of the 256-bin histograms of each RGB channel between
   frames t and t + d, averaged over channels, frames and d in {1, 2, 4}.
-* **ab PSNR** against the true colours (:func:`deepexemplar_core.metrics.ab_psnr`, mean of
+* **ab PSNR** against the true colours (:func:`deepexemplar_core.evaluation.metrics.ab_psnr`, mean of
   frames), and its change against ``off``.
 * frames/s: per-frame colorization, and per smoothing stage (flow, warp+weight, solve/filter) and
   the whole smoothing step.
@@ -64,7 +64,7 @@ from deepexemplar_core import (
     rgb_to_lab,
     temporal_smooth,
 )
-from deepexemplar_core.metrics import ab_psnr
+from deepexemplar_core.evaluation.metrics import ab_psnr
 from deepexemplar_core.temporal.flow import (
     flow_consistent,
     luminance_u8,

@@ -4,7 +4,7 @@ Files written into one folder per target, at working resolution:
 
 * ``<T>_<R>.txt`` and ``<R>_<T>.txt``: phi_T->R and phi_R->T in the authors' flow format;
 * ``<T>_<R>.combo``: the authors' combo (warped colours, cycle colours, ten distance maps), so
-  that their ``test.py`` or our :mod:`~deepexemplar_core.authors_pipeline` can read it;
+  that their ``test.py`` or our :mod:`~deepexemplar_core.authors.replay` can read it;
 * ``warped.png`` (the warped reference colours), ``confidence.png`` (0 = black, 1 = white),
   ``err_tr_<level>.png`` / ``err_rt_<level>.png`` (the uint8 distances, white = dissimilar).
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .authors_io import write_combo, write_flow
-from .authors_pipeline import combo_from_flows
+from .authors.formats import write_combo, write_flow
+from .authors.replay import combo_from_flows
 from .color import lab_to_rgb
 from .image_io import write_image
 from .results import Intermediates

@@ -208,6 +208,6 @@ def _auto_family(backbone_path, colornet_path, where) -> tuple[str, str]:
         return "lite", (
             "the paper weights were not found, so the built-in lite family is used; convert "
             "the authors' files with `deepexemplar convert` (docs/weights.md). "
-            + str(err).splitlines()[0].split(" Searched")[0]
+            + err.headline
         )
     return "paper", "the paper weights resolved locally"

@@ -240,19 +240,13 @@ ALLOW_DOWNLOAD_TOOLTIP = (
     "the authors' files with 'deepexemplar convert' into models/deepexemplar/ instead.")
 
 
-def _node_phrasing(err: Exception) -> str:
-    """The core's not-found message without its command-line advice (the node gives its own),
+def _node_phrasing(err: WeightsNotFoundError) -> str:
+    """The core's not-found facts without its command-line fixes (the node gives its own),
     ending with a line break."""
-    lines, skipping = [], False
-    for line in str(err).splitlines():
-        if line.startswith("Provide the file with one of:"):
-            skipping = True
-            continue
-        if skipping and line.startswith("  - "):
-            continue
-        skipping = False
-        lines.append(line.replace("pass allow_download=True", "turn allow_download on"))
-    return "\n".join(lines) + "\n"  # the node's " Fix: ..." starts on its own line
+    places = "".join(f"\n  - {place}" for place in err.searched)
+    detail = f"\n{err.detail}" if err.detail else ""
+    # the node's " Fix: ..." starts on its own line
+    return f"{err.headline} Searched:{places}{detail}\n" if err.searched else f"{err}\n"
 
 
 def missing_weights_fix(name: str, allow_download: bool, search_dirs: Sequence[str],

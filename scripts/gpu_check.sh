@@ -2,7 +2,7 @@
 # The GPU check of cuda_ext, the pipeline and the temporal smoothing in one device-tool call (step
 # time limits add up to 590 s; run it with the device tool's timeout_s=600):
 #   1. build the extension with CUDA (TORCH_CUDA_ARCH_LIST, default 9.0),
-#   2. tests/ops (CPU + CUDA parity tests),
+#   2. tests/matching_ext and tests/core/test_cuda_parity.py (CPU + CUDA parity tests),
 #   3. scripts/gpu_parity.py: CUDA vs C++ on random and photo-derived features at 256 px and
 #      1080p relu2_1 sizes, float32 and float16,
 #   4. compute-sanitizer memcheck on a small case (if compute-sanitizer is installed),
@@ -41,7 +41,7 @@ run_step() {  # run_step NAME TIMEOUT_S CMD...
 
 run_step build 180 "$PY" -c "from deepexemplar_core.matching import extension; print(extension.build(verbose=True))" \
   || { tail -n 40 "$LOG"; exit 1; }
-run_step tests 60 "$PY" -m pytest tests/ops -q -p no:cacheprovider
+run_step tests 60 "$PY" -m pytest tests/matching_ext tests/core/test_cuda_parity.py -q -p no:cacheprovider
 run_step parity 70 "$PY" scripts/gpu_parity.py --json "$OUT/parity.json"
 if command -v compute-sanitizer >/dev/null; then
   run_step sanitizer 40 compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" scripts/gpu_parity.py --small

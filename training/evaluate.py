@@ -8,7 +8,7 @@ guided upsampling) in two tasks:
 
 * **chrominance task**: the reference is a flipped, cropped and rescaled copy of the photo itself
   (the chrominance branch's situation: the right colours exist in the reference); metric: ab PSNR
-  to the photo's own colours (:func:`deepexemplar_core.metrics.ab_psnr`, peak 255);
+  to the photo's own colours (:func:`deepexemplar_core.evaluation.metrics.ab_psnr`, peak 255);
 * **cross task**: the reference is the next photo of the folder (sorted names, cyclic), another
   scene; metrics: ab PSNR to the truth, colourfulness (Hasler-Suesstrunk, the paper's signed
   form) next to the truth's, and the classifier top-5 agreement with the original (the lite
@@ -82,7 +82,7 @@ def evaluate(weights: str | Path, images: str | Path, size: int = 256, seed: int
 
     from deepexemplar_core import (ColorizeConfig, colorize, compute_similarity, load_models,
                                    match_images, rgb_to_lab)
-    from deepexemplar_core.metrics import ab_psnr, colorfulness, finite_mean, top5_agreement
+    from deepexemplar_core.evaluation.metrics import ab_psnr, colorfulness, finite_mean, top5_agreement
 
     from .pairs import list_images, load_square, self_reference
 

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepexemplar_core.files import sha256_file
 from deepexemplar_core.image_io import IMAGE_SUFFIXES
 
 from ._io import save_safetensors_atomic, write_json_atomic
@@ -335,14 +336,6 @@ def backbone_identity(models) -> dict:
     return identity
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def shard_name(index: int) -> str:
     """``shard-00007.safetensors``."""
     return f"shard-{index:05d}.safetensors"
@@ -405,7 +398,7 @@ def build_pairs(
         "settings": settings,
         "backbone": backbone,
         "images": [
-            {"path": str(p.relative_to(root)), "class": c, "sha256": _sha256(p)}
+            {"path": str(p.relative_to(root)), "class": c, "sha256": sha256_file(p)}
             for p, c in zip(paths, classes)
         ],
         "classes": sorted(set(classes)) if classes[0] or len(set(classes)) > 1 else [],

@@ -16,11 +16,12 @@ network's output.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from deepexemplar_core.files import sha256_file
 
 __all__ = ["LiteFeatures", "VGG19Features", "load_perceptual"]
 
@@ -91,7 +92,7 @@ class VGG19Features(nn.Module):
         self.features = features.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-        self.weights_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.weights_sha256 = sha256_file(path)
 
     def train(self, mode: bool = True) -> VGG19Features:
         """Stay in eval mode."""

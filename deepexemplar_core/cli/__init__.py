@@ -28,6 +28,7 @@ import logging
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 
 EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, EXIT_INPUT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
@@ -68,7 +69,15 @@ def exit_code_for(error: BaseException) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``deepexemplar`` command."""
+    """The argument parser of the ``deepexemplar`` command.
+
+    ``-v``/``--verbose`` is accepted before and after the sub-command.
+
+    Example:
+        >>> parse = build_parser().parse_args
+        >>> [parse(a).verbose for a in (["-v", "doctor"], ["doctor", "-v"], ["doctor"])]
+        [True, True, False]
+    """
     parser = argparse.ArgumentParser(
         prog="deepexemplar",
         description="Deep Exemplar-based Colorization (He et al., SIGGRAPH 2018)",
@@ -77,22 +86,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f".{name}", __name__).register(sub)
+    for command in {id(p): p for p in sub.choices.values()}.values():
+        # SUPPRESS: absent after the sub-command, the value given before it (or False) stays
+        command.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                             help="log details on stderr")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (see the module docstring)."""
+    """Run the command line; returns the exit code (see the module docstring).
+
+    This is the one place where an error that ends a command becomes its exit code
+    (:func:`exit_code_for`) and its ``error:`` line; SIGTERM unwinds like Ctrl-C while the command
+    runs, and the previous SIGTERM handler is back when this returns.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.run(args))
     except KeyboardInterrupt as stop:
         print("terminated" if isinstance(stop, Terminated) else "interrupted", file=sys.stderr)
         return exit_code_for(stop)
+    except Exception as err:  # noqa: BLE001 - every failure ends with a message and an exit code
+        code = exit_code_for(err)
+        if code != EXIT_ERROR:  # an expected error: its message says what to fix
+            print(f"error: {err}", file=sys.stderr)
+            return code
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {type(err).__name__}: {err}"
+              + ("" if args.verbose else " (run with -v for the traceback)"), file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..weights.convert.caffemodel import CaffeModelError
-from ..weights.convert.converters import KINDS, convert_file
-from ..weights.convert.torch_files import ConversionError
+from ..authors.convert.converters import KINDS, convert_file
 from ..weights import default_weights_dir, manifest_path, read_manifest
 
 
@@ -39,13 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     """Run the conversion described by ``args``; print what was written. Returns an exit code."""
-    from . import EXIT_OK, exit_code_for
+    from . import EXIT_OK
 
-    try:
-        path = convert_file(args.src, args.output, kind=args.kind)
-    except (ConversionError, CaffeModelError, OSError, ValueError) as e:
-        print(f"deepexemplar convert: error: {e}", file=sys.stderr)
-        return exit_code_for(e)
+    path = convert_file(args.src, args.output, kind=args.kind)  # errors: exit codes in cli.main
     manifest = read_manifest(path)
     print(
         f"wrote {path} ({manifest['network']}, {len(manifest['tensors'])} tensors, "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 
@@ -24,15 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_build_ext(args: argparse.Namespace) -> int:
     """Compile (or find cached) and load the extension; print where it is. Returns an exit code."""
     from ..matching import extension
-    from . import EXIT_ERROR, EXIT_OK
+    from . import EXIT_OK
 
     start = time.perf_counter()
     try:
         plan = extension.build(force=args.force, verbose=args.verbose_build)
-    except RuntimeError as e:
-        print(f"build-ext failed: {e}", file=sys.stderr)
-        print("run `deepexemplar doctor` to check the compiler and CUDA toolkit", file=sys.stderr)
-        return EXIT_ERROR
+    except RuntimeError as e:  # exit code 5 from cli.main, with the hint
+        raise RuntimeError(f"build-ext failed: {e}\nrun `deepexemplar doctor` to check the "
+                           "compiler and CUDA toolkit") from e
     kind = "C++ and CUDA" if plan.with_cuda else f"C++ only ({plan.reason})"
     print(f"built {kind} kernels in {time.perf_counter() - start:.1f} s: {plan.library}")
     return EXIT_OK

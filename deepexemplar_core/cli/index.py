@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, exit_code_for
+from . import EXIT_OK
 
 
 def register(subparsers) -> None:
@@ -41,11 +41,7 @@ def run(args: argparse.Namespace) -> int:
             family = read_manifest(args.output).get("backbone", {}).get("family", "auto")
         except IndexError_:
             pass
-    try:
-        describer = load_describer(family, resolve_device(args.device))
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return exit_code_for(err)
+    describer = load_describer(family, resolve_device(args.device))
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -62,19 +58,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = build_index(args.folder, args.output, describer, batch_size=args.batch_size,
                              rebuild=args.rebuild, progress=progress)
-    except IndexError_ as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
     except KeyboardInterrupt:
         print(f"interrupted; finished batches are kept in {args.output}/partial and the next run "
               "resumes from them", file=sys.stderr)
         raise
-    except Exception as err:  # noqa: BLE001 - the CLI reports any failure with an exit code
-        print(f"error: indexing failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return EXIT_ERROR
     finally:
         if bar is not None:
             bar.close()

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, exit_code_for
+from . import EXIT_INPUT, EXIT_OK, EXIT_USAGE
 
 
 def register(subparsers) -> None:
@@ -34,28 +34,21 @@ def run(args: argparse.Namespace) -> int:
     """Rank the index for each target; returns the exit code."""
     from ..image_io import ImageReadError
     from ..models import resolve_device
-    from ..recommend import Index, IndexError_, recommend
+    from ..recommend import Index, recommend
 
     if args.k < 1 or args.top_n < 1 or args.beta < 0:
         print("error: -k and --top-n must be >= 1 and --beta >= 0", file=sys.stderr)
-        return 2
-    try:
-        index = Index.load(args.index, device=resolve_device(args.device))
-    except (IndexError_, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return exit_code_for(err)
+        return EXIT_USAGE
+    index = Index.load(args.index, device=resolve_device(args.device))
     results, failed = {}, False
     for target in args.targets:
         try:
             found = recommend(index, target, k=args.k, top_n=args.top_n, beta=args.beta,
                               restrict_class=not args.any_class)
-        except (ImageReadError, ValueError) as err:
+        except (ImageReadError, ValueError) as err:  # this target only: the others go on
             print(f"error: {target}: {err}", file=sys.stderr)
             failed = True
             continue
-        except Exception as err:  # noqa: BLE001 - the CLI reports any failure with an exit code
-            print(f"error: {target}: {type(err).__name__}: {err}", file=sys.stderr)
-            return EXIT_ERROR
         results[str(target)] = [r.as_dict() for r in found]
         if not args.json:
             print(f"{target}:")

@@ -3,7 +3,6 @@ and :func:`pick_reference`."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import sha256_file
 from .descriptors import Describer, Descriptors, describe, is_gray_rgb, prepare_luminance
 from .index import default_index_describer
 from .loading import as_describer
@@ -119,7 +119,7 @@ class Index:
         except ValueError:
             pass
         try:
-            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            sha = sha256_file(path)
         except OSError:
             return rows
         first = self._by_sha.get(sha)

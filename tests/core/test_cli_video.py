@@ -69,8 +69,6 @@ def test_keyframe_of_a_colour_clip_recolours_the_shot(clips, tmp_path, capsys):
 
 
 def test_gray_clip_with_a_reference_photo_and_smoothing(clips, tmp_path, capsys):
-    pytest.importorskip("deepexemplar_core.temporal", reason="the temporal smoother is not in "
-                        "this tree yet (branch feat/temporal)")
     out = tmp_path / "out.mkv"
     code, stdout, err = _run(capsys, clips["gray"], "-r", clips["reference"], "-o", out,
                              "--temporal", "fast", "--json", *FAST)
@@ -176,6 +174,7 @@ def test_interrupted_run_leaves_nothing(clips, tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.e2e
 def test_sigterm_leaves_nothing(tmp_path):
     """A real SIGTERM to a running ``deepexemplar video`` process: exit 143, no file left."""
     import os

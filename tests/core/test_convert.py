@@ -20,7 +20,7 @@ from skimage import data as skdata
 from skimage.color import rgb2lab
 from skimage.transform import resize
 
-from deepexemplar_core.weights.convert import (
+from deepexemplar_core.authors.convert import (
     CaffeModelError,
     ConversionError,
     convert_colornet_pth,
@@ -29,7 +29,7 @@ from deepexemplar_core.weights.convert import (
     convert_video_vgg_pth,
     read_caffemodel,
 )
-from deepexemplar_core.cli import EXIT_INPUT, EXIT_WEIGHTS
+from deepexemplar_core.cli import EXIT_INPUT, EXIT_WEIGHTS, main
 from deepexemplar_core.cli.convert import register, run_convert
 from deepexemplar_core.backbones import GrayVGG19BN
 from deepexemplar_core.colorizers import ExampleColorNet
@@ -541,11 +541,11 @@ def test_convert_file_auto_and_cli(tmp_path, capsys, caffe_vgg_layers):
     )
     other = tmp_path / "other.pth"
     torch.save({"layer.weight": torch.zeros(2)}, other)
-    assert run_convert(parser.parse_args(["convert", str(other)])) == EXIT_WEIGHTS
+    assert main(["convert", str(other)]) == EXIT_WEIGHTS  # errors end in cli.main
     assert "Pass --kind" in capsys.readouterr().err
     with pytest.raises(ConversionError, match="missing key 'conv1_1.0.weight'"):
         convert_file(other, tmp_path, kind="colornet")
     with pytest.raises(ValueError, match="kind: expected"):
         convert_file(other, tmp_path, kind="caffe")
-    assert run_convert(parser.parse_args(["convert", str(tmp_path / "absent.pth")])) == EXIT_INPUT
+    assert main(["convert", str(tmp_path / "absent.pth")]) == EXIT_INPUT
     assert "does not exist" in capsys.readouterr().err

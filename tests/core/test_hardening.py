@@ -192,5 +192,22 @@ def test_default_batch_is_one_and_times_are_per_file(files, capsys):
     results = _json(capsys)["results"]
     assert code == EXIT_OK
     a, b = (r["timings"] for r in results)
-    assert a["matching"] == b["matching"]  # each file gets its share of the batch, not the sum
-    assert a["upsample"] != b["upsample"] or a["total"] > 0
+    shared = set(a) - {"upsample", "total"}  # the batch's stages, split between its files
+    assert shared >= {"resize", "features", "matching", "similarity", "colorize"}
+    assert all(a[k] == b[k] for k in shared), (a, b)
+    for own in (a, b):  # the upsampling is timed per file; the total is the file's own sum
+        assert own["upsample"] > 0
+        assert own["total"] == pytest.approx(sum(v for k, v in own.items() if k != "total"),
+                                             abs=1e-3)
+    # each file's share is the batch's time divided by its size (not the whole batch's time)
+    from deepexemplar_core import ColorizeConfig, colorize_iter, load_models, read_image
+
+    photos = [read_image(files / "photos" / n).pixels for n in ("a.png", "b.png")]
+    reference = read_image(files / "ref.png").rgb()
+    done = list(colorize_iter(photos, reference, load_models("lite"), ColorizeConfig(size=64),
+                              chunk_size=2, keep_intermediates=True))
+    chunk = done[0].intermediates
+    assert chunk is done[1].intermediates and chunk.indices == (0, 1)
+    for stage, seconds in {**chunk.match.timings, **chunk.similarity.timings,
+                           **chunk.timings}.items():
+        assert [d.timings[stage] for d in done] == pytest.approx([seconds / 2] * 2), stage

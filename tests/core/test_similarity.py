@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from authors_demo import EXAMPLE, demo_pairs
 
 from deepexemplar_core import similarity as similarity_module
-from deepexemplar_core.authors_io import read_combo, read_flow
+from deepexemplar_core.authors.formats import read_combo, read_flow
 from deepexemplar_core.similarity import (
     SimilarityMaps,
     encode_errors,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepexemplar_core.authors_io import read_combo, read_flow
+from deepexemplar_core.authors.formats import read_combo, read_flow
 from deepexemplar_core.warp import WarpColors, compose_fields, cycle_colors, warp_colors
 
 from authors_demo import EXAMPLE, demo_pairs, load_demo_rgb8, needs_demo

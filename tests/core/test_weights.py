@@ -83,6 +83,18 @@ def test_resolution_order(clean_env, monkeypatch):
     assert resolve_weights(name, env_dir.parent) == env_dir  # a folder as explicit path
 
 
+def test_a_missing_env_entry_is_warned_about_once(clean_env, monkeypatch, caplog):
+    found = touch(clean_env / "real" / "example_net.safetensors")
+    typo = clean_env / "no_such_folder"
+    monkeypatch.setenv("DEEPEXEMPLAR_WEIGHTS", os.pathsep.join([str(typo), str(found.parent)]))
+    with caplog.at_level("WARNING", logger="deepexemplar_core.weights.resolve"):
+        assert resolve_weights("colornet") == found
+        assert resolve_weights("colornet") == found
+    warned = [r.getMessage() for r in caplog.records if "DEEPEXEMPLAR_WEIGHTS" in r.getMessage()]
+    assert warned == [f"$DEEPEXEMPLAR_WEIGHTS entry {typo} does not exist; it is ignored (set it "
+                      "to a folder holding converted .safetensors files, or to such a file)"]
+
+
 def test_explicit_missing_path_is_an_error(clean_env):
     touch(clean_env / "home" / ".cache" / "deepexemplar" / "weights" / "example_net.safetensors")
     with pytest.raises(WeightsNotFoundError, match="explicit path"):
@@ -106,6 +118,18 @@ def test_offline_error_lists_places_and_fixes(clean_env, monkeypatch):
         "--allow-download --repo-id",
     ):
         assert expected in text, expected
+    # the same facts as fields, for callers that phrase their own message
+    err = info.value
+    assert (err.name, err.file_name, err.detail) == ("gray_vgg", "vgg19_bn_gray.safetensors", "")
+    assert err.searched == (
+        f"$DEEPEXEMPLAR_WEIGHTS {clean_env / 'w'}",
+        f"search dir {clean_env / 'comfy'}",
+        f"local weights folder {clean_env / 'home' / '.cache' / 'deepexemplar' / 'weights'}",
+        "Hugging Face cache (skipped: no repo id configured)",
+    )
+    assert err.fixes[0].startswith(
+        "deepexemplar convert /path/to/vgg19_bn_gray_ft_iter_150000.caffemodel")
+    assert err.headline == "weights 'gray_vgg' (vgg19_bn_gray.safetensors) not found."
 
 
 def test_download_failure_is_chained(clean_env):
@@ -118,6 +142,7 @@ def test_download_failure_is_chained(clean_env):
         resolve_weights("colornet", allow_download=True)
     assert info.value.__cause__ is not None  # the hub's own error (offline here)
     assert "download failed" in str(info.value)
+    assert info.value.detail.startswith("The download failed: ")
 
 
 def test_unknown_name():

@@ -9,6 +9,8 @@ untouched.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import json
 import os
 import socket
@@ -39,6 +41,40 @@ def comfyui_dir() -> Path | None:
     return path if (path / "main.py").is_file() and (path / "comfy_api").is_dir() else None
 
 
+def comfyui_python() -> str:
+    """The Python that runs the server: ``$COMFYUI_PY`` (e.g. the interpreter of a ComfyUI
+    living in another virtual environment), else this one. That Python needs the pack's
+    dependencies (``pip install -r requirements.txt``), as in a real installation."""
+    return os.environ.get("COMFYUI_PY") or sys.executable
+
+
+class _ComfyUIModules(importlib.abc.MetaPathFinder):
+    """Finds ComfyUI's top-level modules (``comfy``, ``folder_paths``, ...) in its checkout,
+    after every other finder, except its ``tests`` package.
+
+    ComfyUI is imported this way rather than by putting its checkout on ``sys.path``: processes
+    that the tests spawn inherit ``sys.path`` and address their functions by module name
+    (``tests.training.test_train._ddp_worker``), and ComfyUI's own ``tests`` package (a regular
+    package, which beats our namespace package wherever it stands on the path) made them fail
+    with ``No module named 'tests.training'``.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root)
+
+    def find_spec(self, name, path=None, target=None):
+        if path is not None or name == "tests":  # sub-modules are found through their package
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, [self.root])
+
+
+def make_comfyui_importable(root: Path) -> None:
+    """Let this process import ComfyUI's modules from ``root`` (once), without putting ``root``
+    on ``sys.path`` (see :class:`_ComfyUIModules`)."""
+    if not any(isinstance(f, _ComfyUIModules) and f.root == str(root) for f in sys.meta_path):
+        sys.meta_path.append(_ComfyUIModules(root))
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as sock:
@@ -63,7 +99,7 @@ def prepare_base(base: Path) -> Path:
 def start_server(comfy: Path, base: Path, port: int, log: Path,
                  extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
     """Start ``main.py`` headless on 127.0.0.1:``port``; stdout and stderr go to ``log``."""
-    command = [sys.executable, str(comfy / "main.py"), "--cpu", "--listen", "127.0.0.1",
+    command = [comfyui_python(), str(comfy / "main.py"), "--cpu", "--listen", "127.0.0.1",
                "--port", str(port), "--base-directory", str(base), "--disable-auto-launch",
                "--disable-api-nodes", "--database-url", "sqlite:///:memory:", *extra_args]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")

@@ -22,7 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from comfy_server import comfyui_dir  # noqa: E402
+from comfy_server import comfyui_dir, make_comfyui_importable  # noqa: E402
 from pack_import import import_pack, import_pack_module  # noqa: E402
 
 
@@ -45,8 +45,7 @@ def comfy(pack):
     if root is None:
         pytest.skip("COMFYUI_DIR is not set to a ComfyUI checkout (needs main.py, comfy_api/); "
                     "see docs/comfyui.md 'Running the tests'")
-    if str(root) not in sys.path:
-        sys.path.append(str(root))
+    make_comfyui_importable(root)
     try:
         import comfy.cli_args
 

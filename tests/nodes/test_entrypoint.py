@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # fresh Python processes
+
 REPO = Path(__file__).resolve().parents[2]
 
 LOAD_PACK = f"""

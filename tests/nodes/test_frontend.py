@@ -36,7 +36,7 @@ from comfy_server import (
     running_server,
 )
 
-pytestmark = pytest.mark.comfyui
+pytestmark = [pytest.mark.comfyui, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted(p.stem for p in (REPO / "workflows").glob("*.json"))
@@ -259,7 +259,7 @@ def test_photo_workflow_runs_from_the_page(page, server, name):
 
 
 def _frames(data: bytes) -> list:
-    av = pytest.importorskip("av", reason="PyAV is not installed (the video extra)")
+    import av  # a dependency of the pack (pyproject), not an extra
     with av.open(io.BytesIO(data)) as container:
         return [frame.to_image() for frame in container.decode(video=0)]
 

@@ -21,7 +21,7 @@ from comfy_server import (
 )
 from pack_import import import_pack_module
 
-pytestmark = pytest.mark.comfyui
+pytestmark = [pytest.mark.comfyui, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
 API = REPO / "workflows" / "api"

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from . import _checks
+from .. import _checks
 
 __all__ = [
     "COLORFULNESS_VARIANTS",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepexemplar_core.authors_io import (
+from deepexemplar_core.authors.formats import (
     Combo,
     ComboFormatError,
     read_combo,
@@ -17,7 +17,7 @@ from deepexemplar_core.authors_io import (
     write_combo,
     write_flow,
 )
-from deepexemplar_core.authors_pipeline import (
+from deepexemplar_core.authors.replay import (
     combo_from_flows,
     finish_authors_output,
     prepare_authors_input,
@@ -248,7 +248,7 @@ def test_prepare_input_on_the_demo_pair():
 @needs_demo
 def test_colorize_from_combo_runs_their_test_chain():
     """The one-call chain equals prepare -> net -> finish, at the size of their res files."""
-    from deepexemplar_core.authors_pipeline import colorize_from_combo
+    from deepexemplar_core.authors.replay import colorize_from_combo
     from deepexemplar_core.colorizers.colornet import ExampleColorNet
 
     torch.manual_seed(0)

@@ -9,7 +9,6 @@ into the user cache (``~/.cache/deepexemplar/ext``, ~15 s for the CPU part).
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -378,16 +377,10 @@ def test_op_checks_name_the_argument(ext):
 # Library reference (matching/patchmatch.py) and the fallback
 
 
-def _library_reference():
-    try:
-        module = importlib.import_module("deepexemplar_core.matching.patchmatch_reference")
-    except ImportError as e:
-        pytest.skip(f"deepexemplar_core.matching.patchmatch_reference not importable: {e}")
-    return module
-
-
 def test_cpp_matches_library_reference(ext):
-    module = _library_reference()
+    from deepexemplar_core.matching import patchmatch_reference as module
+    from deepexemplar_core.matching.window_reference import window_search_reference
+
     gen = torch.Generator().manual_seed(31)
     src, tgt = features(gen, 2, 16, 17, 19), features(gen, 1, 16, 15, 20)
     kw = dict(patch_size=3, iterations=3, radius=20, jumps=(8, 4, 2, 1), seed=5, level=1)
@@ -397,8 +390,7 @@ def test_cpp_matches_library_reference(ext):
     assert same >= 0.999 and (score - ref[1]).abs().max().item() < 1e-5
     init = torch.randint(0, 15, (2, 17, 19, 2), generator=gen)
     nnf, score, _ = window_search(src, tgt, init, patch_size=5, radius=3, backend="cpp")
-    ref = importlib.import_module("deepexemplar_core.matching.window_reference").window_search_reference(
-        src, tgt, init, patch_size=5, radius=3)
+    ref = window_search_reference(src, tgt, init, patch_size=5, radius=3)
     same = (nnf == ref[0]).all(-1).float().mean().item()
     assert same >= 0.999 and (score - ref[1]).abs().max().item() < 1e-5
 
@@ -409,9 +401,9 @@ def _run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.e2e
 def test_fallback_when_the_build_is_impossible(tmp_path):
     """No compiler and a bogus CUDA_HOME: a one-line warning and the PyTorch result, no crash."""
-    _library_reference()
     code = """
         import logging, torch
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -509,9 +501,9 @@ def test_dense_match_with_cpp_equals_torch(ext):
         assert same.float().mean().item() >= 0.999, name
 
 
+@pytest.mark.e2e
 def test_no_jit_build_never_compiles(tmp_path):
     """``DEEPEXEMPLAR_EXT_JIT=0`` (ComfyUI): an empty cache means the reference, no compiler run."""
-    _library_reference()
     code = """
         import torch
         from deepexemplar_core.matching import extension as _build, active_backend
@@ -527,7 +519,9 @@ def test_no_jit_build_never_compiles(tmp_path):
 
 def test_opcheck_schema_and_fake_kernels(ext):
     """Schemas, fake (meta) kernels and AOT dispatch pass torch.library.opcheck."""
-    importlib.import_module("deepexemplar_core.matching.ops")._extension(True)
+    from deepexemplar_core.matching import ops
+
+    ops._extension(True)
     a = F.normalize(torch.rand(2, 4, 5, 6), dim=1)
     b = F.normalize(torch.rand(1, 4, 7, 3), dim=1)
     for op, args in ((torch.ops.deepexemplar.window_search.default, (a, b, None, 3, 1)),

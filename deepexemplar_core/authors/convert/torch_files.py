@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..errors import WeightsFormatError
+from ...weights.errors import WeightsFormatError
 
 
 class ConversionError(WeightsFormatError):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import WeightsFormatError
+from ...weights.errors import WeightsFormatError
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 NET_LAYER, NET_LAYERS_V1 = 100, 2

@@ -27,8 +27,8 @@ from torch import nn
 from ...backbones.vgg_gray import BN_EPS, VGG_BLOCKS, GrayVGG19BN
 from ...colorizers.colornet import ExampleColorNet
 from ...files import atomic_path, sha256_file
-from ..manifest import write_manifest
-from ..resolve import default_weights_dir, weights_filename
+from ...weights.manifest import write_manifest
+from ...weights.resolve import default_weights_dir, weights_filename
 from .caffemodel import CaffeModelError, read_caffemodel
 from .torch_files import ConversionError, read_legacy_torch
 

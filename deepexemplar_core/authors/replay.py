@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import check_shape
-from .authors_io import Combo, read_combo
-from .structures import Similarity
-from .warp import cycle_colors, warp_colors
+from .._checks import check_shape
+from .formats import Combo, read_combo
+from ..structures import Similarity
+from ..warp import cycle_colors, warp_colors
 
 __all__ = [
     "AuthorsInput",
@@ -203,7 +203,7 @@ def combo_from_flows(
             holding only the two colour images (the authors' ``test.py`` needs 5 levels).
 
     Returns:
-        :class:`Combo` ready for :func:`~deepexemplar_core.authors_io.write_combo`.
+        :class:`Combo` ready for :func:`~deepexemplar_core.authors.formats.write_combo`.
 
     Example:
         >>> img = torch.randint(0, 256, (1, 3, 4, 5), dtype=torch.uint8)

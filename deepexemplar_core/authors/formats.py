@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._checks import check_shape
-from .files import atomic_write
+from .._checks import check_shape
+from ..files import atomic_write
 
 __all__ = ["Combo", "ComboFormatError", "read_combo", "read_flow", "write_combo", "write_flow"]
 

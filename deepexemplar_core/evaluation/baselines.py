@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import _checks
+from .. import _checks
 
 __all__ = ["local_std", "reinhard_transfer", "welsh_transfer"]
 
