@@ -24,7 +24,6 @@ from deepexemplar_core.inputs import (
     MAX_SIZE,  # noqa: F401 - widget bounds of the nodes
     MIN_SIDE,  # noqa: F401 - widget bounds of the nodes
     InputError,
-    check_channels,
 )
 from deepexemplar_core.models import Models, check_compatible
 from deepexemplar_core.pipeline import (
@@ -100,9 +99,9 @@ class SimilarityHandle:
 def image_to_core(image: object, slot: str, node: str) -> torch.Tensor:
     """ComfyUI ``IMAGE`` -> core layout, with errors that name the node and the fix.
 
-    Only what the layout change needs is checked here (a tensor, its rank, its channels by the
-    core's policy, a non-empty batch); sizes and values are checked by the core, and
-    :func:`core_errors` phrases what it refuses.
+    Only what the layout change needs is checked here (a tensor, its rank, a non-empty batch);
+    channels, sizes and values are checked once, by the core, and :func:`core_errors` phrases
+    what it refuses.
 
     Args:
         image: ``(B, H, W, C)`` (or ``(H, W, C)``) float in [0, 1], C = 1 or 3.
@@ -113,8 +112,7 @@ def image_to_core(image: object, slot: str, node: str) -> torch.Tensor:
         ``(B, C, H, W)`` float32 on the input's device.
 
     Raises:
-        NodeInputError: not a tensor, wrong rank, 4 channels (alpha), other channel counts or
-            an empty batch.
+        NodeInputError: not a tensor, wrong rank or an empty batch.
 
     Example:
         >>> image_to_core(torch.rand(2, 40, 48, 3), "target", "DenseMatch").shape
@@ -129,8 +127,6 @@ def image_to_core(image: object, slot: str, node: str) -> torch.Tensor:
     if image.dim() != 4:
         raise NodeInputError(node, f"'{slot}' expected an IMAGE (B, H, W, C), got shape "
                              f"{tuple(image.shape)}.", f"connect an IMAGE output to '{slot}'.")
-    with core_errors(node, slot=slot):
-        check_channels(slot, image.shape[-1])
     if image.shape[0] == 0:
         raise NodeInputError(node, f"'{slot}' is an empty batch.", "pass at least one image.")
     return image.movedim(-1, 1).float().clamp(0.0, 1.0)
@@ -451,13 +447,14 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
 
 
 #: How the nodes phrase the core's refusals (:class:`~deepexemplar_core.inputs.InputError`),
-#: by ``kind``: the problem (``{slot}`` is the input's name) and the fix.
+#: by ``kind``: the problem (``None``: the core's own words; ``{name}``: the input, as
+#: :func:`_input_name` says it) and the fix.
 _PHRASES = {
-    "alpha": ("'{slot}' has 4 channels (RGBA).",
+    "alpha": ("{name} has 4 channels (RGBA).",
               "drop the alpha channel first, e.g. with the core node 'Split Image with Alpha', "
               "and connect its IMAGE output."),
-    "channels": ("'{slot}' expected 1 or 3 channels (the last axis of an IMAGE).",
-                 "connect an RGB IMAGE to '{slot}'."),
+    "channels": ("{name} expected 1 or 3 channels (the last axis of an IMAGE).",
+                 "connect an RGB IMAGE."),
     "too_small": (None, "use a larger image (upscale it first) or crop less."),
     "gray": (None, "connect a colour photo to 'reference' (were target and reference swapped?)."),
     "batch": (None, "select one image with the core node 'ImageFromBatch' (length 1)."),
@@ -468,15 +465,26 @@ _PHRASES = {
 }
 
 
+def _input_name(name: str) -> str:
+    """The core's argument name as the node's input: ``targets[2]`` -> ``'target' (image 2 of
+    the batch)``, ``reference`` -> ``'reference'``.
+
+    >>> _input_name("targets[2]"), _input_name("reference")
+    ("'target' (image 2 of the batch)", "'reference'")
+    """
+    if name.startswith("targets["):
+        return f"'target' (image {name[len('targets['):-1]} of the batch)"
+    return f"'{name}'"
+
+
 @contextmanager
-def core_errors(node: str, fix: str = "check this node's inputs.", *,
-                slot: str = "") -> Iterator[None]:
+def core_errors(node: str, fix: str = "check this node's inputs.") -> Iterator[None]:
     """Re-raise the core's ``ValueError``/``TypeError`` as :class:`NodeInputError`.
 
     ComfyUI shows the message in its error dialog; prefixing the node name tells the user
-    which node to fix. A typed refusal of the core (its ``kind``) gets the fix for that kind
-    (:data:`_PHRASES`); other errors get ``fix``. Other exceptions (ComfyUI's interruption, out
-    of memory) pass unchanged.
+    which node to fix. A typed refusal of the core (its ``kind``) gets the words and the fix for
+    that kind (:data:`_PHRASES`); other errors get ``fix``. Other exceptions (ComfyUI's
+    interruption, out of memory) pass unchanged.
     """
     try:
         yield
@@ -485,5 +493,8 @@ def core_errors(node: str, fix: str = "check this node's inputs.", *,
     except (ValueError, TypeError) as err:
         phrase = _PHRASES.get(err.kind) if isinstance(err, InputError) else None
         problem, kind_fix = phrase or (None, fix)
-        problem = str(err) if problem is None else problem.format(slot=slot)
-        raise NodeInputError(node, problem, kind_fix.format(slot=slot)) from err
+        if problem is None:
+            problem = str(err)
+        else:
+            problem = problem.format(name=_input_name(err.name))
+        raise NodeInputError(node, problem, kind_fix) from err

@@ -40,9 +40,6 @@ def test_images_to_comfy_inverts_image_to_core(logic):
 @pytest.mark.parametrize(
     ("image", "match"),
     [
-        (torch.rand(1, 64, 64, 4),
-         r"ExemplarColorize: 'target' has 4 channels.*Split Image with Alpha"),
-        (torch.rand(1, 64, 64, 2), r"expected 1 or 3 channels"),
         (torch.rand(0, 64, 64, 3), r"empty batch"),
         (torch.rand(64, 64), r"expected an IMAGE \(B, H, W, C\)"),
         ("not an image", r"expected an IMAGE tensor, got str"),
@@ -53,6 +50,23 @@ def test_image_to_core_errors_name_node_and_fix(logic, image, match):
         logic.image_to_core(image, "target", "ExemplarColorize")
     assert str(info.value).startswith("DeepExemplar ExemplarColorize:")
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("channels", "match"),
+    [
+        (4, r"ExemplarColorize: 'target' \(image 0 of the batch\) has 4 channels.*"
+            r"Split Image with Alpha"),
+        (2, r"'target' \(image 0 of the batch\) expected 1 or 3 channels"),
+    ],
+)
+def test_the_core_channel_policy_is_phrased_for_the_node(logic, lite, cat_pair, channels, match):
+    """One RGBA policy: the core refuses (checked once), the node names its input and fix."""
+    _, reference = cat_pair
+    target = logic.image_to_core(torch.rand(2, 64, 64, channels), "target", "ExemplarColorize")
+    with pytest.raises(logic.NodeInputError, match=match):
+        logic.run_colorize(lite[2], target, logic.reference_to_core(reference, "n"),
+                           logic.make_config("ExemplarColorize", SIZE), "ExemplarColorize")
 
 
 def test_reference_must_be_one_colour_image(logic, lite, cat_pair):

@@ -132,7 +132,7 @@ def test_paper_chain_on_generated_weights(v3, weights_folder, cat_pair):
 @pytest.mark.parametrize(
     ("target", "reference", "message"),
     [
-        ("rgba", "colour", r"ExemplarColorize: 'target' has 4 channels"),
+        ("rgba", "colour", r"ExemplarColorize: 'target' \(image 0 of the batch\) has 4 channels"),
         ("gray", "gray", r"ExemplarColorize: reference: has no colour.*swapped"),
         ("gray", "batch", r"ExemplarColorize: reference: .*a batch of 2.*ImageFromBatch"),
     ],
