@@ -156,7 +156,7 @@ class DatasetColorizer:
         >>> actor = DatasetColorizer(EXAMPLE_REFERENCE, family="lite", size=64)
         >>> gray = np.full((48, 40), 128, np.uint8)
         >>> out = actor({"image": np.stack([gray, gray]), "name": np.array(["a", "b"])})
-        >>> out["image"][0].shape, out["image"][0].dtype, list(out["error"]), list(out["name"])
+        >>> out["image"][0].shape, out["image"][0].dtype, list(out["error"]), out["name"].tolist()
         ((48, 40, 3), dtype('uint8'), ['', ''], ['a', 'b'])
     """
 
