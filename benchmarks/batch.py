@@ -3,7 +3,8 @@ memory per worker, and the cost of resuming a million-file job.
 
 The photos are the registry photos of ``benchmarks/datasets.py`` (scikit-image, scikit-learn,
 matplotlib), made gray and repeated with small crops up to ``--files``. Each command runs in a
-fresh process on the same files and cores, twice: on one file (start-up: Python, Ray, the models)
+fresh process on the same files and the same 2 cores (``colorize`` with torch's 2 threads and
+with 1; a ``batch`` worker gets the cores divided among the workers as its threads), twice: on one file (start-up: Python, Ray, the models)
 and on all of them; the steady rate is ``(files - 1) / (wall(files) - wall(1))``, so Ray's
 start-up (about 10 s here) and the model loading are reported apart from the per-file cost.
 Peak memory is the largest resident set of each worker process (the colorizing process for
@@ -51,21 +52,15 @@ def _photos(folder: Path, count: int) -> Path:
     return out
 
 
-def _watch(proc: subprocess.Popen, match: str, peaks: dict[int, int], stop: threading.Event) -> None:
-    """Record the peak RSS of ``proc``'s descendants (and ``proc``) whose command line has ``match``."""
+def _watch(match: str, since: float, peaks: dict[int, int], stop: threading.Event) -> None:
+    """Record the peak RSS of the processes started after ``since`` (epoch seconds) whose command
+    line has ``match`` (Ray's workers are the raylet's children, not the driver's)."""
     import psutil
 
     while not stop.is_set():
-        candidates = [psutil.Process(proc.pid)]
-        try:
-            candidates += psutil.Process(proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            pass
-        if match == "FileColorizer":  # Ray workers are children of the raylet, not the driver
-            candidates = [p for p in psutil.process_iter() if "FileColorizer" in _cmd(p)]
-        for p in candidates:
+        for p in psutil.process_iter():
             try:
-                if match in _cmd(p):
+                if p.create_time() >= since and match in _cmd(p):
                     peaks[p.pid] = max(peaks.get(p.pid, 0), p.memory_info().rss)
             except psutil.Error:
                 pass
@@ -81,16 +76,16 @@ def _cmd(p) -> str:
         return ""
 
 
-def _run(args: list[str], match: str) -> tuple[float, list[int]]:
+def _run(args: list[str], match: str, env: dict[str, str]) -> tuple[float, list[int]]:
     """Wall seconds of ``deepexemplar ARGS`` in a fresh process, and the peak RSS per worker."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **env}
     peaks: dict[int, int] = {}
     stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(match, time.time() - 1, peaks, stop))
+    watcher.start()
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "deepexemplar_core", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    watcher = threading.Thread(target=_watch, args=(proc, match, peaks, stop))
-    watcher.start()
     _, err = proc.communicate()
     wall = time.perf_counter() - start
     stop.set()
@@ -106,18 +101,20 @@ def _throughput(folder: Path, reference: Path, files: int, size: int) -> list[di
     one.mkdir(exist_ok=True)
     (one / "0000.png").write_bytes((photos / "0000.png").read_bytes())
     model = ["-r", str(reference), "--family", "lite", "--size", str(size), "-q"]
-    runs = [("colorize FOLDER", lambda src, out: ["colorize", str(src), "-o", str(out), *model],
-             "deepexemplar_core colorize")]
+    colorize = lambda src, out: ["colorize", str(src), "-o", str(out), *model]  # noqa: E731
+    runs = [("colorize FOLDER", colorize, "deepexemplar_core colorize", {}),
+            ("colorize, 1 thread", colorize, "deepexemplar_core colorize",
+             {"OMP_NUM_THREADS": "1"})]
     for workers in (1, 2):
         runs.append((f"batch --workers {workers}",
                      lambda src, out, w=workers: ["batch", str(src), "-o", str(out), *model,
                                                   "--workers", str(w)],
-                     "FileColorizer"))
+                     "FileColorizer", {}))
     rows = []
-    for name, command, match in runs:
-        tag = name.replace(" ", "_")
-        start_up, _ = _run(command(one, folder / f"out_{tag}_1"), match)
-        wall, peaks = _run(command(photos, folder / f"out_{tag}"), match)
+    for name, command, match, env in runs:
+        tag = "".join(c if c.isalnum() else "_" for c in name)
+        start_up, _ = _run(command(one, folder / f"out_{tag}_1"), match, env)
+        wall, peaks = _run(command(photos, folder / f"out_{tag}"), match, env)
         rows.append({"command": name, "files": files, "wall_s": round(wall, 1),
                      "start_up_s": round(start_up, 1),
                      "steady_files_per_s": round((files - 1) / max(wall - start_up, 1e-9), 3),

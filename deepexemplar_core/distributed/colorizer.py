@@ -80,11 +80,13 @@ class _Session:
     """What an actor loads once: the models, the config and the prepared reference(s)."""
 
     def __init__(self, options: dict, reference: object = None,
-                 reference_index: str | None = None) -> None:
+                 reference_index: str | None = None, threads: int | None = None) -> None:
         from ..cli.options import config_from_args, load_models_from_args
 
         if (reference is None) == (reference_index is None):
             raise ValueError("give a reference or a reference index (exactly one)")
+        if threads is not None:
+            torch.set_num_threads(threads)
         self.args = model_options(**options)
         self.models = load_models_from_args(self.args)
         self.config = config_from_args(self.args)
@@ -145,6 +147,7 @@ class DatasetColorizer:
     Args:
         reference: the colour reference: a file path, or an ``(H, W, 3)`` image array.
         column: the column holding the images (``ray.data.read_images`` names it ``image``).
+        threads: CPU threads of this actor (``None``: torch's default).
         **options: model options (:func:`model_options`: ``family``, ``size``, ``device`` ...).
 
     The call takes a ``batch_format="numpy"`` batch and returns it with ``column`` replaced by
@@ -160,8 +163,9 @@ class DatasetColorizer:
         ((48, 40, 3), dtype('uint8'), ['', ''], ['a', 'b'])
     """
 
-    def __init__(self, reference: object, column: str = "image", **options: object) -> None:
-        self.session = _Session(options, reference=reference)
+    def __init__(self, reference: object, column: str = "image", threads: int | None = None,
+                 **options: object) -> None:
+        self.session = _Session(options, reference=reference, threads=threads)
         self.column = column
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, object]:
@@ -191,6 +195,7 @@ class FileColorizer:
         reference: one reference file for every target, or
         reference_index: an index folder (``deepexemplar index``): each target gets its top
             recommendation (recorded in the output's metadata).
+        threads: CPU threads of this actor (``None``: torch's default).
 
     The call takes a batch with the columns ``input``, ``output`` and ``kind`` (see
     :class:`~deepexemplar_core.distributed.inputs.Task`) and returns the ledger rows
@@ -200,8 +205,8 @@ class FileColorizer:
     """
 
     def __init__(self, options: dict, reference: str | None = None,
-                 reference_index: str | None = None) -> None:
-        self.session = _Session(options, reference=reference, reference_index=reference_index)
+                 reference_index: str | None = None, threads: int | None = None) -> None:
+        self.session = _Session(options, reference, reference_index, threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows = [self.process(str(source), Path(str(output)), str(kind))
@@ -293,14 +298,15 @@ def colorize_dataset(ds, reference: object, *, column: str = "image", concurrenc
         column: the image column.
         concurrency: actors (each loads the models once).
         num_gpus: GPUs per actor (0.5 puts two actors on a GPU); 0 runs on CPUs.
-        num_cpus: CPUs per actor (Ray limits the actor's threads to it).
+        num_cpus: CPUs per actor (its CPU threads).
         batch_size: rows per call.
         **options: model options (:func:`model_options`).
 
     Returns:
         The lazy dataset of colorized rows (``column`` replaced, ``error`` added).
     """
-    return ds.map_batches(DatasetColorizer, fn_constructor_kwargs={"reference": reference,
-                                                                   "column": column, **options},
+    kwargs = {"reference": reference, "column": column, "threads": max(1, int(num_cpus)),
+              **options}
+    return ds.map_batches(DatasetColorizer, fn_constructor_kwargs=kwargs,
                           concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus,
                           batch_size=batch_size, batch_format="numpy")

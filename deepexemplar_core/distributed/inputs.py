@@ -35,7 +35,7 @@ CLIP_SUFFIXES = (*VIDEO_FORMATS, ".avi", ".webm", ".mpg", ".mpeg")
 LIST_SUFFIXES = (".txt", ".lst", ".csv", ".parquet")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """One file of the job.
 

@@ -72,8 +72,8 @@ class JobConfig:
         address: ``None`` (Ray in-process on this machine), ``"auto"`` or ``"ray://host:port"``.
         workers: actors (each loads the models once).
         gpus_per_worker: GPUs per actor (fractions share a GPU); 0 runs on CPUs.
-        cpus_per_worker: CPUs per actor; ``None`` = the cluster's CPUs divided among the
-            workers without GPUs, 1 with GPUs.
+        cpus_per_worker: CPUs per actor (and its CPU threads); ``None`` = the cluster's CPUs
+            divided among the workers without GPUs, 1 with GPUs.
         batch_size: files per actor call.
         retry_failed: process again the files recorded as failed.
     """
@@ -243,7 +243,7 @@ def _dataset(ray, pending: list[Task], config: JobConfig):
     rows = max(config.batch_size, min(MAX_BLOCK_ROWS, math.ceil(len(pending) / (4 * config.workers))))
     items = [{"input": t.input, "output": t.output, "kind": t.kind} for t in pending]
     kwargs = {"options": dict(config.options), "reference": config.reference,
-              "reference_index": config.reference_index}
+              "reference_index": config.reference_index, "threads": max(1, int(cpus))}
     return ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / rows)).map_batches(
         FileColorizer, fn_constructor_kwargs=kwargs, concurrency=config.workers,
         num_cpus=cpus, num_gpus=gpus, batch_size=config.batch_size, batch_format="numpy")

@@ -119,3 +119,17 @@ def test_without_ray_the_package_imports_and_batch_says_how_to_install(tmp_path)
     assert done.returncode == 2, done.stderr
     assert "pip install 'comfyui-deep-exemplar[distributed]'" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-r", "b.jpg"], "2 references given; batch takes one"),
+    (["-k", "2"], "only the top recommendation"),
+    (["--workers", "0"], "workers: expected >= 1, got 0"),
+])
+def test_options_that_cannot_work_are_refused_before_any_work(tmp_path, capsys, extra, message):
+    from deepexemplar_core.cli import EXIT_USAGE, main
+
+    code = main(["batch", str(tmp_path), "-o", str(tmp_path / "o"), "-r", "a.jpg", *extra])
+    assert code == EXIT_USAGE
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
