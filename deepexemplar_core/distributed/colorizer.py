@@ -40,7 +40,7 @@ import torch
 
 from .ledger import DONE, FIELDS
 
-__all__ = ["DatasetColorizer", "FileColorizer", "colorize_dataset", "model_options"]
+__all__ = ["DatasetColorizer", "FileColorizer", "check_setup", "colorize_dataset", "model_options"]
 
 #: Prepared references an actor keeps with ``--reference-index`` (least recently used dropped).
 PREPARED_CACHE = 8
@@ -127,6 +127,18 @@ class _Session:
         from ..pipeline import colorize_iter
 
         return next(colorize_iter([pixels], prepared, self.models, self.config, chunk_size=1))
+
+
+def check_setup(options: dict, reference: str | None = None,
+                reference_index: str | None = None) -> None:
+    """Load the models and prepare the reference as every :class:`FileColorizer` will (run once
+    as a Ray task before the pool starts: a setup error then comes back as itself).
+
+    Raises:
+        WeightsError: weights missing or corrupt.
+        ImageReadError, ValueError: a bad reference or index.
+    """
+    _Session(options, reference, reference_index)
 
 
 def _to_tensor(image: object) -> torch.Tensor:

@@ -203,7 +203,9 @@ class BatchJob:
             ray.init(address=config.address, logging_level=logging.WARNING, **extra)
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         try:
-            results = _dataset(ray, pending, config)
+            cpus, gpus = _resources(ray, config)
+            _check_setup(ray, config, cpus, gpus)
+            results = _dataset(ray, pending, config, cpus, gpus)
             start = time.perf_counter()
             if progress is not None:
                 progress(summary)
@@ -225,10 +227,8 @@ class BatchJob:
                 ray.shutdown()
 
 
-def _dataset(ray, pending: list[Task], config: JobConfig):
-    """The lazy dataset of ledger rows: the pending tasks mapped by a FileColorizer pool."""
-    from .colorizer import FileColorizer
-
+def _resources(ray, config: JobConfig) -> tuple[float, float]:
+    """``(CPUs, GPUs)`` per worker."""
     resources = ray.cluster_resources()
     gpus = config.gpus_per_worker
     if gpus and config.address is None and resources.get("GPU", 0) < gpus:
@@ -236,17 +236,41 @@ def _dataset(ray, pending: list[Task], config: JobConfig):
                          f"(found {resources.get('GPU', 0)}); use 0 to run on CPUs")
     cpus = config.cpus_per_worker or (
         1 if gpus else max(1, int(resources.get("CPU", 1)) // config.workers))
+    return cpus, gpus
+
+
+def _actor_kwargs(config: JobConfig) -> dict:
+    return {"options": dict(config.options), "reference": config.reference,
+            "reference_index": config.reference_index}
+
+
+def _check_setup(ray, config: JobConfig, cpus: float, gpus: float) -> None:
+    """Load the models and prepare the reference once in a Ray task, as each worker will.
+
+    An actor whose start fails reaches the driver as a bare ``ActorDiedError``; a task's error
+    keeps its type (missing weights: exit 3, a bad reference: exit 4) and its message.
+    """
+    from .colorizer import check_setup
+
+    task = ray.remote(check_setup).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+    ray.get(task.remote(**_actor_kwargs(config)))
+
+
+def _dataset(ray, pending: list[Task], config: JobConfig, cpus: float, gpus: float):
+    """The lazy dataset of ledger rows: the pending tasks mapped by a FileColorizer pool."""
+    from .colorizer import FileColorizer
+
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the CLI shows files/s and the ETA
     context.print_on_execution_start = False
-    context.max_consecutive_actor_init_deaths = config.workers  # a bad setup fails fast
-    rows = max(config.batch_size, min(MAX_BLOCK_ROWS, math.ceil(len(pending) / (4 * config.workers))))
+    context.max_consecutive_actor_init_deaths = config.workers  # e.g. a node without weights
+    rows = max(config.batch_size,
+               min(MAX_BLOCK_ROWS, math.ceil(len(pending) / (4 * config.workers))))
     items = [{"input": t.input, "output": t.output, "kind": t.kind} for t in pending]
-    kwargs = {"options": dict(config.options), "reference": config.reference,
-              "reference_index": config.reference_index, "threads": max(1, int(cpus))}
+    kwargs = {**_actor_kwargs(config), "threads": max(1, int(cpus))}
     return ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / rows)).map_batches(
-        FileColorizer, fn_constructor_kwargs=kwargs, concurrency=config.workers,
-        num_cpus=cpus, num_gpus=gpus, batch_size=config.batch_size, batch_format="numpy")
+        FileColorizer, fn_constructor_kwargs=kwargs, concurrency=config.workers, num_cpus=cpus,
+        num_gpus=gpus, batch_size=config.batch_size, batch_format="numpy")
 
 
 def _lock(output: Path):

@@ -219,3 +219,16 @@ def test_colorize_dataset_gives_colorize_pixels(first_run, photo_tree, reference
         made = output / "a" / f"{Path(row['path']).stem}_colorized.png"
         expected = (read_image(made).pixels * 255).round().to(torch.uint8).permute(1, 2, 0)
         assert np.array_equal(row["image"], expected.numpy()), made.name
+
+
+def test_workers_that_cannot_start_fail_the_job_with_the_fix(photo_tree, reference, ray_address,
+                                                             tmp_path, capsys):
+    from deepexemplar_core.cli import EXIT_WEIGHTS
+
+    output = tmp_path / "out"
+    args = ["batch", str(photo_tree / "a"), "-o", str(output), "-r", str(reference),
+            "--address", ray_address, "--family", "paper", "--weights", str(tmp_path), "--quiet"]
+    assert main(args) == EXIT_WEIGHTS  # the paper weights are not in tmp_path
+    error = capsys.readouterr().err
+    assert "deepexemplar convert" in error or "DEEPEXEMPLAR_WEIGHTS" in error, error[-2000:]
+    assert ledger_rows(output) == [] and not list(output.rglob("*_colorized.png"))
