@@ -101,7 +101,10 @@ def _throughput(folder: Path, reference: Path, files: int, size: int) -> list[di
     one.mkdir(exist_ok=True)
     (one / "0000.png").write_bytes((photos / "0000.png").read_bytes())
     model = ["-r", str(reference), "--family", "lite", "--size", str(size), "-q"]
-    colorize = lambda src, out: ["colorize", str(src), "-o", str(out), *model]  # noqa: E731
+
+    def colorize(src: Path, out: Path) -> list[str]:
+        return ["colorize", str(src), "-o", str(out), *model]
+
     runs = [("colorize FOLDER", colorize, "deepexemplar_core colorize", {}),
             ("colorize, 1 thread", colorize, "deepexemplar_core colorize",
              {"OMP_NUM_THREADS": "1"})]
@@ -162,8 +165,8 @@ def _ledger(folder: Path, rows: int) -> dict:
                                      "sha256": f"{i:064x}", "seconds": 1.234, "error": ""}) + "\n")
     written = time.perf_counter() - start
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    code = ("import sys; sys.path.insert(0, %r); import batch; batch._ledger_child(*sys.argv[1:])"
-            % str(REPO / "benchmarks"))
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import batch; "
+            "batch._ledger_child(*sys.argv[1:])")
     done = subprocess.run([sys.executable, "-c", code, str(ledger), str(listing),
                            str(folder / "out")], env=env, capture_output=True, text=True, check=True)
     result = json.loads(done.stdout)
@@ -179,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args(argv)
     from machine import cpu_name
-    from skimage import data
     from PIL import Image
+    from skimage import data
 
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores, {platform.python_version()}; "
           f"load average before: {os.getloadavg()[0]:.2f}")

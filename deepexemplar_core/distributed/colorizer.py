@@ -277,8 +277,7 @@ class FileColorizer:
 
     def _clip(self, source: str, output: Path) -> tuple[str, str]:
         """One clip, frames in order, through the ``video`` command with this actor's models."""
-        from ..cli import EXIT_OK
-        from ..cli import video
+        from ..cli import EXIT_OK, video
         from .inputs import local_copy
 
         if self.session.index is not None:

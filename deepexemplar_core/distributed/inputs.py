@@ -169,7 +169,7 @@ def _plan(full: list[str], paths: list[str], root: str, output: Path) -> list[Ta
             tasks.append(Task(source, target, "image"))
     clash = {t.input for t in tasks} & {t.output for t in tasks}
     if clash:
-        raise ValueError(f"-o {output}: would replace the input {sorted(clash)[0]}; choose another "
+        raise ValueError(f"-o {output}: would replace the input {min(clash)}; choose another "
                          "output so that the originals are kept")
     return tasks
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .inputs import Task, list_tasks
-from .ledger import DONE, FAILED, LEDGER_NAME, Ledger
+from .ledger import DONE, LEDGER_NAME, Ledger
 
 __all__ = ["INSTALL_HINT", "BatchJob", "JobConfig", "RayMissingError", "import_ray"]
 
