@@ -123,7 +123,11 @@ class _Session:
         return pick_reference(self.reference_index, target, index=self.index)
 
     def colorize(self, pixels: torch.Tensor, prepared):
-        """One target through the core's streaming call, as ``deepexemplar colorize`` makes it."""
+        """One target through the core's streaming call, as ``deepexemplar colorize`` makes it.
+
+        Raises:
+            ValueError: the core refuses the target (named ``targets[0]``).
+        """
         from ..pipeline import colorize_iter
 
         return next(colorize_iter([pixels], prepared, self.models, self.config, chunk_size=1))
@@ -181,14 +185,11 @@ class DatasetColorizer:
         self.column = column
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, object]:
-        from ..pipeline import check_image
-
         prepared = self.session.prepared(self.session.reference)
         images, errors = [], []
         for image in batch[self.column]:
             try:
-                pixels = check_image(self.column, _to_tensor(image))
-                done = self.session.colorize(pixels, prepared)
+                done = self.session.colorize(_to_tensor(image), prepared)
             except Exception as err:  # noqa: BLE001 - recorded per row, the batch goes on
                 images.append(image)
                 errors.append(f"{type(err).__name__}: {err}")
@@ -261,16 +262,17 @@ class FileColorizer:
 
     def _image(self, source: str, output: Path) -> tuple[str, str]:
         """Read, colorize and write one image with the ``colorize`` command's writer."""
-        from ..cli.colorize import _Job, _write
+        from ..cli.colorize import _Job, _phrase, _write
         from ..image_io import read_image
-        from ..pipeline import check_image
         from .inputs import local_copy
 
         with local_copy(source) as path:
             image = read_image(path)
-            pixels = check_image(source, image.pixels)
             reference = self.session.reference_for(path)
-        done = self.session.colorize(pixels, self.session.prepared(reference))
+        try:
+            done = self.session.colorize(image.pixels, self.session.prepared(reference))
+        except ValueError as err:  # the core refused the target (too small ...)
+            return "invalid", _phrase(err, source)
         job = _Job(source, output)  # the metadata names the input as the ledger does
         _write(job, image, done, self.session.models, reference, self.session.config, False)
         return job.status, job.error

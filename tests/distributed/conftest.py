@@ -40,7 +40,8 @@ def _registry_photos() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="session")
 def photo_tree(tmp_path_factory) -> Path:
     """``photos/<a|b/c|d>/<name>.png``: 20 gray registry photos, plus ``broken/garbage.png``
-    (not an image) and ``broken/truncated.jpg`` (cut in the middle)."""
+    (not an image), ``broken/truncated.jpg`` (cut in the middle) and ``broken/tiny.png`` (16x16,
+    under the core's 32 px minimum)."""
     root = tmp_path_factory.mktemp("archive") / "photos"
     folders = ("a", "b/c", "d")
     for number, (name, array) in enumerate(sorted(_registry_photos().items())):
@@ -52,6 +53,7 @@ def photo_tree(tmp_path_factory) -> Path:
     broken = root / "broken"
     broken.mkdir()
     (broken / "garbage.png").write_bytes(b"this is not an image")
+    Image.new("L", (16, 16), 90).save(broken / "tiny.png")
     whole = root / "a" / "astronaut.png"
     Image.open(whole).convert("RGB").save(broken / "truncated.jpg", quality=90)
     data = (broken / "truncated.jpg").read_bytes()

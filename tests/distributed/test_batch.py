@@ -24,7 +24,9 @@ from deepexemplar_core.files import sha256_file
 from deepexemplar_core.image_io import read_image, read_metadata
 
 REPO = Path(__file__).resolve().parents[2]
-GOOD, BROKEN = 20, ("garbage.png", "truncated.jpg")
+GOOD, BROKEN, SMALL = 20, ("garbage.png", "truncated.jpg"), "tiny.png"
+#: The statuses of the files that fail, whatever the run.
+FAILED = {"unreadable": len(BROKEN), "invalid": 1}
 
 
 def _batch(tree: Path, output: Path, reference: Path, address: str, *extra: str) -> list[str]:
@@ -66,11 +68,13 @@ def test_every_good_file_is_written_once_and_the_corrupt_ones_recorded(first_run
     code, output = first_run
     assert code == EXIT_INPUT
     rows = ledger_rows(output)
-    assert Counter(row["status"] for row in rows) == {"ok": GOOD, "unreadable": len(BROKEN)}
-    assert len({row["input"] for row in rows}) == GOOD + len(BROKEN)
+    assert Counter(row["status"] for row in rows) == {"ok": GOOD, **FAILED}
+    assert len({row["input"] for row in rows}) == GOOD + len(BROKEN) + 1
     failed = {Path(row["input"]).name: row["error"] for row in rows if row["status"] != "ok"}
-    assert set(failed) == set(BROKEN)
-    assert all("cannot read the image" in error for error in failed.values())
+    assert set(failed) == {*BROKEN, SMALL}
+    assert all("cannot read the image" in failed[name] for name in BROKEN)
+    assert failed[SMALL].startswith(str(photo_tree / "broken" / SMALL))  # named by its file
+    assert "32" in failed[SMALL]
     for row in rows:
         if row["status"] != "ok":
             assert not Path(row["output"]).exists() and row["sha256"] == ""
@@ -115,8 +119,8 @@ def test_a_rerun_does_no_work(first_run, photo_tree, reference, ray_address, cap
     capsys.readouterr()
     code = main(_batch(photo_tree, output, reference, ray_address, "--json"))
     summary = json.loads(capsys.readouterr().out)
-    assert code == EXIT_INPUT  # the two corrupt files stay failed
-    assert (summary["pending"], summary["done_before"], summary["failed_before"]) == (0, GOOD, 2)
+    assert code == EXIT_INPUT  # the corrupt and the tiny files stay failed
+    assert (summary["pending"], summary["done_before"], summary["failed_before"]) == (0, GOOD, 3)
     assert (output / "deepexemplar-ledger.jsonl").read_bytes() == ledger
     assert _stamps(output) == stamps
 
@@ -137,7 +141,7 @@ def test_driver_killed_mid_run_then_restarted(photo_tree, reference, ray_address
         driver.wait()
     _wait(lambda: not _workers(), 60, "Ray to stop the dead driver's workers")
     before = ledger_rows(output)
-    assert 3 <= len(before) < GOOD + len(BROKEN)
+    assert 3 <= len(before) < GOOD + len(BROKEN) + 1
     stamps = _stamps(output)
     assert main(_batch(photo_tree, output, reference, ray_address)) == EXIT_INPUT
     rows = ledger_rows(output)
@@ -176,7 +180,7 @@ def test_worker_killed_mid_run(photo_tree, reference, ray_address, tmp_path):
     last = {row["input"]: row["status"] for row in rows}
     assert Counter(last.values()) == {"ok": GOOD - sum(s == "exists" for s in last.values()),
                                       "exists": sum(s == "exists" for s in last.values()),
-                                      "unreadable": 2}
+                                      **FAILED}
     assert len(_stamps(output)) == GOOD and not list(output.rglob("*.tmp"))
     for path in _stamps(output):
         assert read_image(path).pixels.shape[0] == 3
