@@ -91,7 +91,7 @@ def test_every_good_file_is_written_once_and_the_corrupt_ones_recorded(first_run
 @pytest.fixture()
 def one_thread():
     """The threads of a batch worker here (2 workers on 2 CPUs: 1 each); CPU kernels round
-    differently with other thread counts (a pixel in ten thousand moves by one level)."""
+    differently with other thread counts (a rare value moves by one level)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
