@@ -11,4 +11,4 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install --quiet "torch==2.14.1" "torchvision==0.29.1" \
     || .venv/bin/pip install --quiet "torch>=2.11"
 fi
-.venv/bin/pip install --quiet -e ".[test]"
+.venv/bin/pip install --quiet -e ".[test,distributed]"  # distributed: the Ray tests run too

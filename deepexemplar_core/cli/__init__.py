@@ -35,7 +35,7 @@ EXIT_OK, EXIT_USAGE, EXIT_WEIGHTS, EXIT_INPUT, EXIT_ERROR, EXIT_INTERRUPTED = 0,
 EXIT_TERMINATED = 143
 
 #: Sub-command modules of this package, in the order ``--help`` lists them.
-COMMANDS = ("colorize", "video", "index", "recommend", "convert", "ext")
+COMMANDS = ("colorize", "video", "batch", "index", "recommend", "convert", "ext")
 
 logger = logging.getLogger("deepexemplar")
 

@@ -87,6 +87,17 @@ _IMAGE_LIKE = (*IMAGE_SUFFIXES, ".gif", ".heic", ".avif", ".jp2", ".exr")
 _WRITABLE = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
+def colorized_name(stem: str, count: int = 0) -> str:
+    """The output file name of a folder's target: ``<stem>_colorized.png``, ``<stem>_<count>_...``
+    for the ``count``-th (from 0) target of the folder with the same stem.
+
+    Example:
+        >>> colorized_name("scan"), colorized_name("scan", 1)
+        ('scan_colorized.png', 'scan_1_colorized.png')
+    """
+    return f"{stem}{f'_{count}' if count else ''}_colorized.png"
+
+
 def plan_outputs(targets: list[Path], output: Path) -> list[_Job]:
     """Output path per target: ``output`` itself when it names an image file (one target), else
     ``output/<stem>_colorized.png`` (PNG keeps 16 bits and alpha).
@@ -110,8 +121,7 @@ def plan_outputs(targets: list[Path], output: Path) -> list[_Job]:
         for target in targets:
             count = names.get(target.stem, 0)
             names[target.stem] = count + 1
-            suffix = f"_{count}" if count else ""
-            jobs.append(_Job(target, output / f"{target.stem}{suffix}_colorized.png"))
+            jobs.append(_Job(target, output / colorized_name(target.stem, count)))
     for job in jobs:
         if job.output.resolve() == job.source.resolve():
             raise ValueError(f"-o {job.output}: is the input itself; choose another output so "

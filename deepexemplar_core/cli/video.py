@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --output: the folder {output.parent} does not exist", file=sys.stderr)
         return EXIT_INPUT
     try:
-        models = load_models_from_args(args)
+        models = getattr(args, "preloaded_models", None) or load_models_from_args(args)
         config = config_from_args(args, motion=not args.no_motion)
         smoother = _temporal(args, models.device)
     except UsageError as err:
