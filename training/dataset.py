@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .pairs import FORMAT
+from .pairs import FORMAT, SHARD_FIX, check_shard
 
 __all__ = ["PairShards", "item_to_lab"]
 
@@ -66,7 +66,9 @@ class PairShards(Dataset):
     Each item is a dict of :func:`item_to_lab` plus ``index`` (the pair index).
 
     Raises:
-        ValueError: not a finished pairs folder, or a crop larger than the stored size.
+        ValueError: not a finished pairs folder, a damaged shard (every shard's header is
+            checked here, so that training never starts on a truncated one), or a crop larger
+            than the stored size.
     """
 
     def __init__(self, folder: str | Path, crop: int | None = None, seed: int = 0,
@@ -99,6 +101,11 @@ class PairShards(Dataset):
                 raise ValueError(f"pairs: shards {sorted(missing)} are missing from {self.folder}")
         self.files = [self.folder / s["file"] for s in shards]
         counts = [int(s["count"]) for s in shards]
+        for file, count in zip(self.files, counts):
+            try:
+                check_shard(file, count, _KEYS)
+            except ValueError as err:
+                raise ValueError(f"{err}; {SHARD_FIX}") from err
         self.starts = np.concatenate(([0], np.cumsum(counts))).tolist()
         self._handles: dict[int, object] = {}
 
