@@ -33,7 +33,6 @@ import os
 import shutil
 from pathlib import Path
 
-
 from ._io import atomic_write, load_checkpoint, save_safetensors_atomic
 
 __all__ = ["HubPushError", "export_run", "model_card", "push_to_hub"]
@@ -270,7 +269,7 @@ def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False) -> s
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
                                  commit_message="Upload ExampleColorNet weights from training.export")
-    except Exception as err:  # noqa: BLE001 - the HTTP client's error types vary between versions
+    except Exception as err:  # the HTTP client's error types vary between versions
         raise HubPushError(
             f"--push-to-hub {repo_id}: could not reach the Hub or upload to it ({type(err).__name__}: "
             f"{err}). The export is complete in {folder}; check the network and $HF_TOKEN, then "
