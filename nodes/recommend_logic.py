@@ -60,9 +60,15 @@ def index_options(folders: Sequence[str]) -> list[str]:
 
 
 def resolve_index(choice: str, folders: Sequence[str]) -> str | None:
-    """Full path of the index ``choice`` (the first folder that holds it), else None."""
+    """Full path of the index ``choice`` (the first folder that holds it inside itself, links
+    followed: ``../elsewhere`` never leaves the index folders), else None."""
+    from deepexemplar_core.files import PathOutsideError, resolve_inside
+
     for base in folders:
-        path = os.path.join(base, choice)
+        try:
+            path = str(resolve_inside(base, choice))
+        except PathOutsideError:
+            continue
         if os.path.isfile(os.path.join(path, "manifest.json")):
             return path
     return None
