@@ -24,8 +24,8 @@ from .reading import _File
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
-    "MANIFEST",
     "LOCK",
+    "MANIFEST",
     "PARTIAL",
     "IndexError_",
     "IndexMismatchError",
