@@ -81,12 +81,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict:
         raise CheckpointError(
             f"{path} is not loaded: it holds objects other than tensors and plain values "
             f"({found.group(1) if found else 'an unsupported type'}), which could run code when "
-            "read. training.train never writes such a file (nor did versions before this check, "
-            "whose RNG states were numpy objects, which are refused too); restart the run "
-            "without --resume in a new --out folder") from err
+            "read. training.train writes only those (checkpoints of versions before this check "
+            "held numpy RNG states and are refused too); restart the run without --resume in a "
+            "new --out folder") from err
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(
-            f"{path} is damaged ({type(err).__name__}: {str(err).splitlines()[0]}); checkpoints "
+            f"{path} is damaged ({type(err).__name__}: {str(err).split('. ')[0]}); checkpoints "
             "are written whole, so it was truncated or altered afterwards. To restart, train "
             "without --resume into a new --out folder (or delete this file to restart in place)"
         ) from err
