@@ -111,10 +111,10 @@ class Index:
         try:
             return resolve_inside(self.root, self.entries[row]["path"])
         except PathOutsideError as err:
-            raise IndexError_(f"index: {self.path}: the entry {err}, outside the indexed folder "
-                              "(the manifest was altered, or the file was replaced by a link); "
-                              "it is not used: rebuild the index with `deepexemplar index "
-                              f"{self.root} -o {self.path} --rebuild`") from err
+            raise IndexError_(f"index: {self.path}: an entry points outside the indexed folder "
+                              f"({err}) and is not used (the manifest was altered, or the file "
+                              "was replaced by a link); rebuild the index with `deepexemplar "
+                              f"index {self.root} -o {self.path} --rebuild`") from err
 
     def project(self, raw: Descriptors) -> Searchable:
         """Project raw descriptors like the entries (global float32, local/hist float16)."""
