@@ -172,3 +172,19 @@ def test_rerunning_pairs_recomputes_a_truncated_shard(pairs_dir, photo_dir, tmp_
         assert torch.equal(again[key], original[key]), key
     assert (pairs / "shard-00000.safetensors").stat().st_mtime_ns == untouched
     assert len(PairShards(pairs)) == 8
+
+
+def test_a_shard_name_leading_outside_the_pairs_folder_is_refused(pairs_dir, tmp_path, caplog):
+    """A tampered manifest naming a shard outside the folder (here a valid shard): never read."""
+    import json
+
+    pairs = _copy_pairs(pairs_dir, tmp_path)
+    shutil.copy(pairs / "shard-00001.safetensors", tmp_path / "elsewhere.safetensors")
+    manifest = json.loads((pairs / "manifest.json").read_text())
+    manifest["shards"][1]["file"] = "../elsewhere.safetensors"
+    (pairs / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="outside the pairs folder"):
+        PairShards(pairs)
+    with caplog.at_level(logging.ERROR):
+        assert train_module.main(_train_args(pairs, tmp_path / "run")) == 2
+    assert "elsewhere.safetensors" in caplog.records[-1].getMessage()
