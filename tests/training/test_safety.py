@@ -188,3 +188,22 @@ def test_a_shard_name_leading_outside_the_pairs_folder_is_refused(pairs_dir, tmp
     with caplog.at_level(logging.ERROR):
         assert train_module.main(_train_args(pairs, tmp_path / "run")) == 2
     assert "elsewhere.safetensors" in caplog.records[-1].getMessage()
+
+
+def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
+    """torch, numpy and Python RNGs continue exactly from a checkpoint read with weights_only."""
+    import random
+
+    import numpy as np
+
+    from training._io import load_checkpoint, torch_save_atomic
+
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    np.random.standard_normal()  # a cached Gaussian is part of numpy's state
+    torch_save_atomic({"model": {}, "step": 0, "rng": [train_module._rng_state()]},
+                      tmp_path / "checkpoint.pt")
+    expected = (torch.rand(3), np.random.random(3), np.random.standard_normal(), random.random())
+    train_module._set_rng_state(load_checkpoint(tmp_path / "checkpoint.pt")["rng"][0])
+    again = (torch.rand(3), np.random.random(3), np.random.standard_normal(), random.random())
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
+    assert expected[2:] == again[2:]
