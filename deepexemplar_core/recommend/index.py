@@ -194,8 +194,8 @@ def build_index(
 
     A re-run computes descriptors only for added and changed files and drops deleted ones; a
     build interrupted (Ctrl-C, crash) resumes from its checkpoints. Gray and unreadable files,
-    images ``colorize`` refuses (:func:`~deepexemplar_core.pipeline.check_image`: smaller than
-    :data:`~deepexemplar_core.pipeline.MIN_SIDE`) and links that lead out of ``folder`` are
+    images ``colorize`` refuses (:func:`~deepexemplar_core.inputs.check_image`: smaller than
+    :data:`~deepexemplar_core.inputs.MIN_SIDE`) and links that lead out of ``folder`` are
     skipped and listed; identical files are indexed once per copy but grouped so that
     queries return only one of them.
 

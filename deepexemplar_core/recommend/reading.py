@@ -85,7 +85,7 @@ def _load_one(root: Path, file: _File) -> _Loaded:
 
     from ..files import PathOutsideError, resolve_inside
     from ..image_io import ImageReadError, read_image
-    from ..pipeline import check_image
+    from ..inputs import check_image
 
     try:
         path = resolve_inside(root, file.path)

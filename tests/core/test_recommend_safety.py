@@ -16,7 +16,7 @@ from PIL import Image
 
 from deepexemplar_core import cli
 from deepexemplar_core.files import PathOutsideError, resolve_inside
-from deepexemplar_core.pipeline import MIN_SIDE
+from deepexemplar_core.inputs import MIN_SIDE
 from deepexemplar_core.recommend import (
     Index,
     IndexError_,
