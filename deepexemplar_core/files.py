@@ -1,4 +1,5 @@
-"""Files on disk: the one cache root, the one atomic writer and the one hashing helper.
+"""Files on disk: the one cache root, the one atomic writer, the one hashing helper and the one
+containment check of paths read from files (:func:`resolve_inside`).
 
 Every file the project writes (images, weights, manifests, authors' formats, indexes, videos,
 checkpoints) goes through :func:`atomic_path`: the content is written to a hidden temporary file
@@ -20,7 +21,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_path", "atomic_write", "cache_root", "sha256_file", "write_text_atomic"]
+__all__ = [
+    "PathOutsideError",
+    "atomic_path",
+    "atomic_write",
+    "cache_root",
+    "resolve_inside",
+    "sha256_file",
+    "write_text_atomic",
+]
 
 
 def cache_root() -> Path:
@@ -93,3 +102,41 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+class PathOutsideError(ValueError):
+    """A path read from a file (an index entry, a name) that leads outside its root folder."""
+
+
+def resolve_inside(root: str | os.PathLike[str], relative: str | os.PathLike[str]) -> Path:
+    """``root / relative`` with every symbolic link followed, when it stays inside ``root``.
+
+    The one check for paths that come from a file someone else could have written (index
+    manifests, index names from a workflow): ``..`` parts, absolute paths and links that lead
+    out of ``root`` are refused, so such a file can never make the project open ``/etc/passwd``.
+
+    Args:
+        root: the folder the path must stay in (itself resolved, so it may be a link).
+        relative: the path as stored, relative to ``root``.
+
+    Returns:
+        The resolved absolute path.
+
+    Raises:
+        PathOutsideError: the resolved path is not inside the resolved ``root``.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> resolve_inside(root, "a/b.png") == root.resolve() / "a" / "b.png"
+        True
+        >>> resolve_inside(root, "../x.png")
+        Traceback (most recent call last):
+        ...
+        deepexemplar_core.files.PathOutsideError: '../x.png' leads outside ...
+    """
+    base = Path(root).resolve()
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base):
+        raise PathOutsideError(f"{str(relative)!r} leads outside {base} (to {path})")
+    return path

@@ -44,7 +44,8 @@ class Recommended:
 
 def index_options(folders: Sequence[str]) -> list[str]:
     """:data:`NO_INDEX` then the index folders (holding ``manifest.json``) found in ``folders``,
-    one or two levels deep, as paths relative to their folder."""
+    one or two levels deep, as paths relative to their folder; only those :func:`resolve_index`
+    accepts (a link out of the folders is not listed)."""
     found: set[str] = set()
     for base in folders:
         if not os.path.isdir(base):
@@ -56,13 +57,19 @@ def index_options(folders: Sequence[str]) -> list[str]:
             elif os.path.isdir(path):
                 found.update(f"{name}/{sub}" for sub in sorted(os.listdir(path))
                              if os.path.isfile(os.path.join(path, sub, "manifest.json")))
-    return [NO_INDEX, *sorted(found)]
+    return [NO_INDEX, *sorted(name for name in found if resolve_index(name, folders))]
 
 
 def resolve_index(choice: str, folders: Sequence[str]) -> str | None:
-    """Full path of the index ``choice`` (the first folder that holds it), else None."""
+    """Full path of the index ``choice`` (the first folder that holds it inside itself, links
+    followed: ``../elsewhere`` never leaves the index folders), else None."""
+    from deepexemplar_core.files import PathOutsideError, resolve_inside
+
     for base in folders:
-        path = os.path.join(base, choice)
+        try:
+            path = str(resolve_inside(base, choice))
+        except PathOutsideError:
+            continue
         if os.path.isfile(os.path.join(path, "manifest.json")):
             return path
     return None

@@ -1,9 +1,12 @@
-"""Atomic writes of the files the training steps produce, through the core's one atomic writer."""
+"""Atomic writes of the files the training steps produce, through the core's one atomic writer,
+and the one safe reader of checkpoints."""
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -43,5 +46,51 @@ def save_safetensors_atomic(
 
 
 def torch_save_atomic(obj: object, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` through a temporary file (checkpoints)."""
+    """``torch.save`` through a temporary file (checkpoints: tensors and plain values only, so
+    that :func:`load_checkpoint` reads them back)."""
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is not loaded: damaged, or holding more than tensors and plain values."""
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict:
+    """Read a checkpoint of ``training.train`` without running any code from it.
+
+    ``torch.load(weights_only=True)`` with nothing allow-listed: tensors, numbers, strings,
+    ``None`` and containers of them are all a checkpoint holds (the RNG states included), so a
+    file that needs any other type was not written by ``training.train`` and is refused before
+    anything in it is built.
+
+    Args:
+        path: the ``checkpoint.pt`` file.
+
+    Returns:
+        The checkpoint dict (tensors on the CPU).
+
+    Raises:
+        CheckpointError: missing, truncated or otherwise unreadable, or holding other objects;
+            the message names the file and how to restart.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        raise CheckpointError(
+            f"{path} is not loaded: it holds objects other than tensors and plain values "
+            f"({found.group(1) if found else 'an unsupported type'}), which could run code when "
+            "read. training.train writes only those (checkpoints of versions before this check "
+            "held numpy RNG states and are refused too); restart the run without --resume in a "
+            "new --out folder") from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is damaged ({type(err).__name__}: {str(err).split('. ')[0]}); checkpoints "
+            "are written whole, so it was truncated or altered afterwards. To restart, train "
+            "without --resume into a new --out folder (or delete this file to restart in place)"
+        ) from err
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise CheckpointError(f"{path} is not a checkpoint of python -m training.train (no model "
+                              "and step); restart the run without --resume in a new --out folder")
+    return state

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .pairs import FORMAT
+from .pairs import FORMAT, SHARD_FIX, check_shard
 
 __all__ = ["PairShards", "item_to_lab"]
 
@@ -50,6 +50,18 @@ def item_to_lab(rgb8: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     }
 
 
+def _shard_path(folder: Path, name: str) -> Path:
+    """A shard named by the manifest, refused unless it lies inside the pairs folder."""
+    from deepexemplar_core.files import PathOutsideError, resolve_inside
+
+    try:
+        return resolve_inside(folder, name)
+    except PathOutsideError as err:
+        raise ValueError(f"pairs: {folder / 'manifest.json'} names a shard outside the pairs "
+                         f"folder ({err}); it is not read: rerun python -m training.pairs into "
+                         "a new folder") from err
+
+
 class PairShards(Dataset):
     """The cached pairs of a ``training.pairs`` folder.
 
@@ -66,7 +78,9 @@ class PairShards(Dataset):
     Each item is a dict of :func:`item_to_lab` plus ``index`` (the pair index).
 
     Raises:
-        ValueError: not a finished pairs folder, or a crop larger than the stored size.
+        ValueError: not a finished pairs folder, a shard named outside the folder, a damaged
+            shard (every shard's header is checked here, so that training never starts on a
+            truncated one), or a crop larger than the stored size.
     """
 
     def __init__(self, folder: str | Path, crop: int | None = None, seed: int = 0,
@@ -97,8 +111,13 @@ class PairShards(Dataset):
             missing = set(only) - {s["file"] for s in shards if (self.folder / s["file"]).is_file()}
             if missing:
                 raise ValueError(f"pairs: shards {sorted(missing)} are missing from {self.folder}")
-        self.files = [self.folder / s["file"] for s in shards]
+        self.files = [_shard_path(self.folder, s["file"]) for s in shards]
         counts = [int(s["count"]) for s in shards]
+        for file, count in zip(self.files, counts):
+            try:
+                check_shard(file, count, _KEYS)
+            except ValueError as err:
+                raise ValueError(f"{err}; {SHARD_FIX}") from err
         self.starts = np.concatenate(([0], np.cumsum(counts))).tolist()
         self._handles: dict[int, object] = {}
 

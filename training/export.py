@@ -1,6 +1,11 @@
 """Export a training run as the project's weights layout, with a model card; optionally push it.
 
-``python -m training.export RUN -o DIR [--licence ID] [--eval-table FILE] [--push-to-hub REPO]``
+``python -m training.export RUN -o DIR [--overwrite] [--licence ID] [--eval-table FILE]
+[--push-to-hub REPO]``
+
+Exit codes: 0 exported (and pushed); 2 a bad run or output folder (no, a damaged or an unsafe
+checkpoint; ``DIR`` already holds exported files and ``--overwrite`` is not given); 3 the push
+failed (the export is complete on disk).
 
 Writes into ``DIR``:
 
@@ -15,6 +20,8 @@ Writes into ``DIR``:
 
 ``--push-to-hub owner/name`` uploads the folder with ``huggingface_hub.HfApi().upload_folder``;
 the token is read from ``$HF_TOKEN`` (or ``$HUGGING_FACE_HUB_TOKEN``) and never written anywhere.
+The checkpoint is read without unpickling anything but tensors and plain values
+(:func:`training._io.load_checkpoint`).
 """
 
 from __future__ import annotations
@@ -26,15 +33,15 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
+from ._io import atomic_write, load_checkpoint, save_safetensors_atomic
 
-from ._io import atomic_write, save_safetensors_atomic
-
-__all__ = ["export_run", "model_card", "push_to_hub"]
+__all__ = ["HubPushError", "export_run", "model_card", "push_to_hub"]
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "example_net.safetensors"
+#: Every file an export writes into its folder (refused when present, unless ``overwrite``).
+EXPORTED = (WEIGHTS_NAME, "example_net.manifest.json", "README.md", "loss.png")
 TAGS = ("image-colorization", "exemplar-based-colorization", "deep-exemplar", "pytorch",
         "safetensors")
 
@@ -43,7 +50,7 @@ def _read_run(run: Path) -> tuple[dict, dict, list[dict]]:
     checkpoint = run / "checkpoint.pt"
     if not checkpoint.is_file():
         raise ValueError(f"run: {checkpoint} not found; train first (python -m training.train)")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_checkpoint(checkpoint)
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     metrics_file = run / "metrics.jsonl"
     metrics = ([json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
@@ -77,15 +84,30 @@ def _summary(metrics: list[dict], batch: int, last: int = 20) -> dict:
     }
 
 
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse to replace files of an earlier export (or the user's own ``README.md``)."""
+    present = [name for name in EXPORTED if (out / name).exists()]
+    if present and not overwrite:
+        raise ValueError(f"-o {out}: already holds {', '.join(present)}; choose a new or empty "
+                         "folder, or pass --overwrite to replace them")
+
+
 def export_run(run: str | Path, out: str | Path, *, licence: str = "other",
-               licence_note: str = "", eval_table: str | None = None) -> Path:
+               licence_note: str = "", eval_table: str | None = None,
+               overwrite: bool = False) -> Path:
     """Write the weights, manifest, loss plot and model card of ``run`` into ``out``.
+
+    Args:
+        overwrite: replace the files of :data:`EXPORTED` when ``out`` holds them already
+            (other files in ``out`` are never touched).
 
     Returns:
         Path of the safetensors file.
 
     Raises:
-        ValueError: ``run`` has no checkpoint.
+        ValueError: ``run`` has no checkpoint, or a damaged or unsafe one
+            (:class:`~training._io.CheckpointError`); ``out`` holds exported files and
+            ``overwrite`` is false.
     """
     from deepexemplar_core import ExampleColorNet
     from deepexemplar_core.files import sha256_file
@@ -93,6 +115,7 @@ def export_run(run: str | Path, out: str | Path, *, licence: str = "other",
     from deepexemplar_core.weights import read_manifest, write_manifest
 
     run, out = Path(run), Path(out)
+    _check_output(out, overwrite)
     state, config, metrics = _read_run(run)
     net = ExampleColorNet()
     net.load_state_dict(state["model"], strict=True)
@@ -219,6 +242,10 @@ def model_card(manifest: dict, config: dict, eval_table: str = "", has_plot: boo
     return "\n".join(lines)
 
 
+class HubPushError(RuntimeError):
+    """The upload failed (network, token, repository); the exported folder is complete on disk."""
+
+
 def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False) -> str:
     """Upload ``folder`` to the Hub model repository ``repo_id`` (created when missing).
 
@@ -229,6 +256,8 @@ def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False) -> s
 
     Raises:
         ValueError: no token in the environment.
+        HubPushError: the Hub is unreachable or refuses the upload (the message says how to
+            push the folder later).
     """
     from huggingface_hub import HfApi
 
@@ -236,9 +265,15 @@ def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False) -> s
     if not token:
         raise ValueError("--push-to-hub: set $HF_TOKEN to a write token (it is never stored)")
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                             commit_message="Upload ExampleColorNet weights from training.export")
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                                 commit_message="Upload ExampleColorNet weights from training.export")
+    except Exception as err:  # the HTTP client's error types vary between versions
+        raise HubPushError(
+            f"--push-to-hub {repo_id}: could not reach the Hub or upload to it ({type(err).__name__}: "
+            f"{err}). The export is complete in {folder}; check the network and $HF_TOKEN, then "
+            f"push it with `hf upload {repo_id} {folder} .`") from err
     return str(getattr(info, "commit_url", info))
 
 
@@ -254,17 +289,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="markdown file from python -m training.evaluate --table-out")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO", help="owner/name on the Hub")
     parser.add_argument("--private", action="store_true", help="create the Hub repository private")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an earlier export in the output folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         weights = export_run(args.run, args.output, licence=args.licence,
-                             licence_note=args.licence_note, eval_table=args.eval_table)
+                             licence_note=args.licence_note, eval_table=args.eval_table,
+                             overwrite=args.overwrite)
         if args.push_to_hub:
             url = push_to_hub(args.output, args.push_to_hub, private=args.private)
             logger.info("pushed to %s", url)
     except ValueError as e:
         logger.error("%s", e)
         return 2
+    except HubPushError as e:
+        logger.error("%s", e)
+        return 3
     print(weights)
     return 0
 

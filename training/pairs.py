@@ -341,6 +341,43 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.safetensors"
 
 
+#: What a user does about a damaged shard (a rerun recomputes exactly the damaged shards).
+SHARD_FIX = "rerun python -m training.pairs with the same arguments to recompute it"
+
+
+def check_shard(path: Path, count: int, keys: Sequence[str]) -> None:
+    """Check that a shard is whole: readable, with ``keys`` of ``count`` rows (its header only).
+
+    Raises:
+        ValueError: missing, truncated (safetensors checks that the header's tensors cover the
+            file exactly) or another shape; the message names the shard (the fix is
+            :data:`SHARD_FIX`).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            rows = {k: f.get_slice(k).get_shape()[0] for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"pairs: {path} is damaged or missing ({err})") from err
+    wrong = sorted(k for k in keys if rows.get(k) != count)
+    if wrong:
+        raise ValueError(f"pairs: {path} is damaged: {wrong[0]} has {rows.get(wrong[0])} rows, "
+                         f"the manifest says {count}")
+
+
+def _finished(path: Path, count: int, keys: Sequence[str]) -> bool:
+    """Whether a shard of an earlier run is whole (a damaged one is reported and recomputed)."""
+    if not path.is_file():
+        return False
+    try:
+        check_shard(path, count, keys)
+    except ValueError as err:
+        logger.warning("%s; recomputing it", err)
+        return False
+    return True
+
+
 def build_pairs(
     images: str | Path,
     out: str | Path,
@@ -422,13 +459,14 @@ def build_pairs(
         "complete": False,
     }
     write_json_atomic(manifest_file, manifest)
-    done = sum(1 for s in manifest["shards"] if (out / s["file"]).is_file()) * shard_size
-    done = min(done, len(plans))
+    finished = {i for i, s in enumerate(manifest["shards"])
+                if _finished(out / s["file"], s["count"], list(manifest["tensors"]))}
+    done = sum(manifest["shards"][i]["count"] for i in finished)
     matched = 0
     for index, shard in enumerate(manifest["shards"]):
         path = out / shard["file"]
         first = index * shard_size
-        if path.is_file():
+        if index in finished:
             continue
         rows = []
         for k in range(first, first + shard["count"]):

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ._io import torch_save_atomic, write_json_atomic
+from ._io import load_checkpoint, torch_save_atomic, write_json_atomic
 from .dataset import PairShards
 
 __all__ = ["TrainConfig", "branch_losses", "build_parser", "main", "train"]
@@ -249,7 +249,12 @@ def _loader(dataset: PairShards, sampler: DistributedSampler, epoch: int, offset
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+    """Every RNG's state as tensors and plain values (what :func:`load_checkpoint` reads)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
+                       "position": int(position), "has_gauss": int(has_gauss),
+                       "gauss": float(gauss)},
              "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -257,8 +262,10 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
+    numpy_state = state["numpy"]
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["gauss"]))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -357,7 +364,9 @@ def train(config: TrainConfig) -> dict:
     gloo on CPU) and destroyed at the end.
 
     Raises:
-        ValueError: bad options, an existing run without ``resume``, or a resume with other settings.
+        ValueError: bad options, an existing run without ``resume``, a resume with other
+            settings, a damaged or unsafe checkpoint (:class:`~training._io.CheckpointError`),
+            or a missing or damaged shard.
     """
     from deepexemplar_core import ExampleColorNet
 
@@ -390,9 +399,8 @@ def _train(config: TrainConfig, ddp: _Dist, net_class, load_perceptual) -> dict:
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     random.seed(config.seed)
-    pinned = None
-    if config.resume and checkpoint_path.exists():
-        pinned = torch.load(checkpoint_path, map_location="cpu", weights_only=False).get("shards")
+    state = load_checkpoint(checkpoint_path) if config.resume else None
+    pinned = state.get("shards") if state is not None else None
     dataset = PairShards(config.pairs, crop=config.size, seed=config.seed,
                          partial=config.partial_pairs or pinned is not None, only=pinned)
     local_batch = config.batch // ddp.world
@@ -413,8 +421,7 @@ def _train(config: TrainConfig, ddp: _Dist, net_class, load_perceptual) -> dict:
     amp_dtype = _amp_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     step = 0
-    if config.resume:
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if state is not None:
         old = state["config"]
         for key in ("pairs", "batch", "micro_batch", "size", "seed", "alpha", "lr", "vgg19"):
             if old.get(key) != getattr(config, key) and not (key == "pairs" and Path(old[key]).resolve() == Path(config.pairs).resolve()):

@@ -12,7 +12,7 @@ import itertools
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ class _Job:
     output: Path
     status: str = "pending"
     error: str = ""
+    replaced: bool = False  # the output existed before this run (written over)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -54,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="also write fields (authors' flow format), combo, maps and warped colours")
     col.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     col.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    col.add_argument("--skip-existing", action="store_true",
+                     help="leave outputs that already exist as they are (default: replace them "
+                          "and say so in the summary)")
     col.add_argument("--batch-size", type=int, default=1,
                      help="same-sized targets matched together (the reference's features are "
                           "computed once either way; more uses more memory, rarely saves time)")
@@ -129,15 +133,16 @@ def plan_outputs(targets: list[Path], output: Path) -> list[_Job]:
     return jobs
 
 
-def check_writable(jobs: list[_Job]) -> None:
-    """Create the output folders and check they accept files, before any work is done.
+def check_writable(folders: Iterable[Path]) -> None:
+    """Create the output folders and check they accept files, before any work is done (the
+    one check of ``colorize`` and ``video``).
 
     Raises:
         OSError: a folder cannot be created or written (the message names it).
     """
     import tempfile
 
-    for folder in dict.fromkeys(job.output.parent for job in jobs):
+    for folder in dict.fromkeys(folders):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=folder):
@@ -169,6 +174,8 @@ def _readable(jobs: list[_Job], loaded: dict[int, object]) -> Iterator:
 
     positions = itertools.count()  # the core numbers the images it receives: 0, 1, 2 ...
     for number, job in enumerate(jobs):
+        if job.status != "pending":  # kept by --skip-existing
+            continue
         try:
             image = read_image(job.source)
         except ImageReadError as err:
@@ -192,7 +199,7 @@ def _colorize_all(jobs: list[_Job], prepared, ref_path: Path, models, config, ar
 
     def progress(done: int, _total: int) -> None:
         if bar is not None:  # per matching level: a single large image shows progress too
-            refused = sum(j.status in ("unreadable", "invalid") for j in jobs)
+            refused = sum(j.status in ("unreadable", "invalid", "kept") for j in jobs)
             bar.n = min(len(jobs), refused + done / PROGRESS_UNITS)
             bar.refresh()
 
@@ -279,10 +286,11 @@ def run_colorize(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     try:
         jobs = plan_outputs(targets, args.output)
-        check_writable(jobs)
+        check_writable(job.output.parent for job in jobs)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
+    _mark_existing(jobs, getattr(args, "skip_existing", False))
     try:
         _colorize_all(jobs, prepared, args.reference, models, config, args)
     except KeyboardInterrupt:
@@ -296,12 +304,23 @@ def run_colorize(args: argparse.Namespace) -> int:
     return _report(jobs, models, args.json)
 
 
+def _mark_existing(jobs: list[_Job], skip_existing: bool) -> None:
+    """Outputs already on disk: kept as they are with ``--skip-existing``, else marked replaced
+    (the summary lists them, so that two runs into one folder never replace files silently)."""
+    for job in jobs:
+        if job.output.exists():
+            if skip_existing:
+                job.status = "kept"
+            else:
+                job.replaced = True
+
+
 def _report(jobs: list[_Job], models, as_json: bool) -> int:
     """Print what was written, what failed and what was never reached; return the exit code."""
     for job in jobs:
         if job.status == "pending":
             job.status, job.error = "skipped", "not reached (the run stopped before it)"
-    failed = [job for job in jobs if job.status != "ok"]
+    failed = [job for job in jobs if job.status not in ("ok", "kept")]
     for job in failed:
         print(f"error: {job.source}: {job.error}", file=sys.stderr)
     if as_json:
@@ -310,11 +329,14 @@ def _report(jobs: list[_Job], models, as_json: bool) -> int:
             "colorizer": models.colorizer.name,
             "provenance": models.provenance,
             "written": [str(j.output) for j in jobs if j.status == "ok"],
-            "failed": [str(j.source) for j in jobs if j.status not in ("ok", "skipped")],
+            "replaced": [str(j.output) for j in jobs if j.status == "ok" and j.replaced],
+            "kept": [str(j.source) for j in jobs if j.status == "kept"],
+            "failed": [str(j.source) for j in jobs if j.status not in ("ok", "skipped", "kept")],
             "skipped": [str(j.source) for j in jobs if j.status == "skipped"],
             "results": [
                 {"target": str(j.source), "output": str(j.output) if j.status == "ok" else None,
-                 "status": j.status, "error": j.error, "timings": j.timings}
+                 "status": j.status, "error": j.error, "timings": j.timings,
+                 "replaced": j.status == "ok" and j.replaced}
                 for j in jobs
             ],
         }
@@ -322,10 +344,17 @@ def _report(jobs: list[_Job], models, as_json: bool) -> int:
     else:
         for job in jobs:
             if job.status == "ok":
-                print(f"{job.source} -> {job.output} ({job.timings['total']:.2f} s)")
-        print(f"{sum(j.status == 'ok' for j in jobs)} written, "
-              f"{sum(j.status not in ('ok', 'skipped') for j in jobs)} failed, "
-              f"{sum(j.status == 'skipped' for j in jobs)} skipped", file=sys.stderr)
+                replaced = "replaced, " if job.replaced else ""
+                print(f"{job.source} -> {job.output} ({replaced}{job.timings['total']:.2f} s)")
+            elif job.status == "kept":
+                print(f"{job.source} -> {job.output} (exists, kept: --skip-existing)")
+        replaced = sum(j.status == "ok" and j.replaced for j in jobs)
+        kept = sum(j.status == "kept" for j in jobs)
+        print(f"{sum(j.status == 'ok' for j in jobs)} written"
+              f"{f' ({replaced} replaced)' if replaced else ''}, "
+              f"{sum(j.status not in ('ok', 'skipped', 'kept') for j in jobs)} failed, "
+              f"{sum(j.status == 'skipped' for j in jobs)} skipped"
+              f"{f', {kept} kept (--skip-existing)' if kept else ''}", file=sys.stderr)
     return EXIT_INPUT if failed else EXIT_OK
 
 

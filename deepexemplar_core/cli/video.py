@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, EXIT_USAGE, exit_code_for
+from .colorize import check_writable
 from .options import add_model_options, config_from_args, load_models_from_args
 
 logger = logging.getLogger("deepexemplar")
@@ -282,6 +283,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --output: the folder {output.parent} does not exist", file=sys.stderr)
         return EXIT_INPUT
     try:
+        check_writable([output.parent])
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
         models = getattr(args, "preloaded_models", None) or load_models_from_args(args)
         config = config_from_args(args, motion=not args.no_motion)
         smoother = _temporal(args, models.device)
@@ -296,6 +302,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{info.path}: {info.frame_count} frames, {info.width}x{info.height}, "
               f"{float(info.fps):.3f} fps{' (variable: frame times kept)' if info.variable_frame_rate else ''}"
               f"; model family {models.family}, colorizer {models.colorizer.name}", file=sys.stderr)
+    if kind == "file" and (info.width % 2 or info.height % 2):
+        print(f"warning: the frames are {info.width}x{info.height}; the video will be cropped to "
+              f"{info.width - info.width % 2}x{info.height - info.height % 2} (4:2:0 H.264 needs "
+              "even sides); write a folder of PNG frames to keep every pixel", file=sys.stderr)
     stats, bar = _Stats(), None
     if not args.quiet:
         from tqdm import tqdm

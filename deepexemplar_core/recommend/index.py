@@ -9,10 +9,13 @@ An index is a folder::
       raw-<generation>.safetensors   raw descriptors (kept so that PCA can be refitted)
       search-<generation>.safetensors  projected descriptors + the PCA axes (what queries load)
       partial/                       only during a build: checkpoints of finished batches
+      .lock                          held by a running build (a second build is refused)
 
 Every file is written to a temporary name and renamed; the manifest is written last and names
 the generation of the two tensor files, so an interrupted build leaves the previous index intact
-and the finished batches in ``partial/``, from which the next build resumes.
+and the finished batches in ``partial/``, from which the next build resumes. Entry paths are
+relative to the root and are read through :func:`deepexemplar_core.files.resolve_inside`: an
+entry that leads outside the root (``..``, a link) is never opened.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from .storage import (
     _raw_tensors,
     _read_tensors,
     _write_tensors,
+    build_lock,
     check_compatible,
     projection_from,
     read_manifest,
@@ -189,8 +193,10 @@ def build_index(
     """Index the colour images under ``folder`` into the index folder ``out``.
 
     A re-run computes descriptors only for added and changed files and drops deleted ones; a
-    build interrupted (Ctrl-C, crash) resumes from its checkpoints. Gray, unreadable and tiny
-    files are skipped and listed; identical files are indexed once per copy but grouped so that
+    build interrupted (Ctrl-C, crash) resumes from its checkpoints. Gray and unreadable files,
+    images ``colorize`` refuses (:func:`~deepexemplar_core.inputs.check_image`: smaller than
+    :data:`~deepexemplar_core.inputs.MIN_SIDE`) and links that lead out of ``folder`` are
+    skipped and listed; identical files are indexed once per copy but grouped so that
     queries return only one of them.
 
     Args:
@@ -208,8 +214,9 @@ def build_index(
         A :class:`BuildReport`.
 
     Raises:
-        IndexError_: ``folder`` is not a folder, holds no usable colour image, or ``out`` is not
-            an index folder.
+        IndexError_: ``folder`` is not a folder, holds no usable colour image, ``out`` is not
+            an index folder, or another build of ``out`` is running (builds hold a lock,
+            :func:`~.storage.build_lock`).
         IndexMismatchError: ``out`` holds an index of another backbone or version (use
             ``rebuild=True``).
     """
@@ -221,6 +228,17 @@ def build_index(
         raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
     _check_output(index, folder)
     describer = as_describer(backbone, device if isinstance(backbone, str) else None)
+    with build_lock(index):
+        report = _build(folder, index, describer, batch_size, checkpoint_every, rebuild, progress)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _build(
+    folder: Path, index: Path, describer: Describer, batch_size: int, checkpoint_every: int,
+    rebuild: bool, progress: Progress | None,
+) -> BuildReport:
+    """The body of :func:`build_index`, run while holding the index's build lock."""
     previous, previous_raw = _previous(index, describer, rebuild)
     report = BuildReport(index)
     files = scan_folder(folder, exclude=index)
@@ -269,7 +287,6 @@ def build_index(
     raw = Descriptors.cat(parts).select(order)
     _finish(index, folder, describer, entries, skipped, raw, previous, report)
     checkpoints.clear()
-    report.seconds = time.perf_counter() - start
     return report
 
 

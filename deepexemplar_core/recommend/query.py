@@ -100,8 +100,21 @@ class Index:
         return len(self.entries)
 
     def absolute(self, row: int) -> Path:
-        """Absolute path of the image in ``row``."""
-        return self.root / self.entries[row]["path"]
+        """Absolute path of the image in ``row`` (links followed).
+
+        Raises:
+            IndexError_: the entry leads outside the indexed folder (an altered manifest, or a
+                file replaced by a link to elsewhere since the build): it is never opened.
+        """
+        from ..files import PathOutsideError, resolve_inside
+
+        try:
+            return resolve_inside(self.root, self.entries[row]["path"])
+        except PathOutsideError as err:
+            raise IndexError_(f"index: {self.path}: an entry points outside the indexed folder "
+                              f"({err}) and is not used (the manifest was altered, or the file "
+                              "was replaced by a link); rebuild the index with `deepexemplar "
+                              f"index {self.root} -o {self.path} --rebuild`") from err
 
     def project(self, raw: Descriptors) -> Searchable:
         """Project raw descriptors like the entries (global float32, local/hist float16)."""

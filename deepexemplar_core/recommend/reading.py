@@ -83,9 +83,14 @@ def _jpeg_draft(data: bytes) -> tuple[torch.Tensor, tuple[int, int]] | None:
 def _load_one(root: Path, file: _File) -> _Loaded:
     import hashlib
 
+    from ..files import PathOutsideError, resolve_inside
     from ..image_io import ImageReadError, read_image
+    from ..inputs import check_image
 
-    path = root / file.path
+    try:
+        path = resolve_inside(root, file.path)
+    except PathOutsideError as err:
+        return _Loaded(file, problem=f"a link outside the indexed folder: {err}")
     try:
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
@@ -99,8 +104,10 @@ def _load_one(root: Path, file: _File) -> _Loaded:
         return _Loaded(file, problem=f"unreadable: {err}")
     if pixels.shape[0] == 1:
         return _Loaded(file, problem="gray image: a reference must have colour")
-    if min(pixels.shape[1:]) < 8:
-        return _Loaded(file, problem=f"too small ({pixels.shape[2]}x{pixels.shape[1]} px)")
+    try:  # the size colorize accepts (a JPEG decoded at a reduced scale is still >= 448 px)
+        check_image("reference", pixels)
+    except ValueError as err:
+        return _Loaded(file, problem=f"not usable by colorize: {err}")
     small = torch.nn.functional.interpolate(pixels[None], size=(64, 64), mode="area")
     if bool(is_gray_rgb(small)[0]):
         return _Loaded(file, problem="no colour (R = G = B everywhere): a reference must have colour")

@@ -5,10 +5,12 @@ See :mod:`.index` for the layout. Every file is written to a temporary name and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -22,10 +24,12 @@ from .reading import _File
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "LOCK",
     "MANIFEST",
     "PARTIAL",
     "IndexError_",
     "IndexMismatchError",
+    "build_lock",
     "check_compatible",
     "projection_from",
     "read_manifest",
@@ -37,6 +41,8 @@ FORMAT = "deepexemplar-reference-index"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PARTIAL = "partial"
+#: The lock file a build holds (hidden, so the folder still reads as an index or as empty).
+LOCK = ".lock"
 
 
 class IndexError_(ValueError):
@@ -64,6 +70,47 @@ def read_manifest(index: str | os.PathLike) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexError_(f"index: {path} is not a {FORMAT} manifest")
     return manifest
+
+
+def _try_lock(handle) -> None:
+    """Take an exclusive lock on an open file without waiting (``OSError`` when it is held)."""
+    if os.name == "nt":
+        import msvcrt
+
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@contextlib.contextmanager
+def build_lock(index: Path) -> Iterator[None]:
+    """Hold the build lock of the index folder ``index`` (created when missing) for a block.
+
+    The lock is an OS file lock on ``INDEX/.lock``, released when the process ends however it
+    ends, so a crashed build never blocks the next one. A folder this call created is removed
+    again when the block fails before anything else was written in it.
+
+    Raises:
+        IndexError_: another process holds the lock (another build of this index is running).
+    """
+    created = not index.exists()
+    index.mkdir(parents=True, exist_ok=True)
+    path = index / LOCK
+    with open(path, "a+b") as handle:
+        try:
+            _try_lock(handle)
+        except OSError as err:
+            raise IndexError_(f"index: another build of {index} is running (it holds {path}); "
+                              "wait for it to finish, then run this one again") from err
+        try:
+            yield
+        except BaseException:
+            if created and [p.name for p in index.iterdir()] == [LOCK]:
+                path.unlink(missing_ok=True)
+                index.rmdir()
+            raise
 
 
 def check_compatible(manifest: dict, describer: Describer, where: Path) -> None:

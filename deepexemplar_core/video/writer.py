@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -343,7 +343,9 @@ def write_frame_folder(
                               "folder (frames are never mixed with other files)")
     if not path.parent.is_dir():
         raise VideoWriteError(f"{path}: the folder {path.parent} does not exist")
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    # a new folder with the mode the umask gives (mkdtemp would make it private, 0700)
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    temporary.mkdir()
     count, size, spent = 0, (0, 0), 0.0
     try:
         for index, frame in enumerate(frames):

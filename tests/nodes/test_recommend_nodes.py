@@ -99,6 +99,41 @@ def test_index_from_the_models_folder(nodes, backbone, cat_pair, tmp_path):
         folder_paths.folder_names_and_paths[nodes.INDEX_FOLDER][0].remove(str(indexes))
 
 
+def test_index_names_and_entries_stay_inside_their_folders(nodes, backbone, cat_pair, tmp_path):
+    """An index name with ``..`` never leaves the index folders; an index whose manifest was
+    altered to point outside its photo folder is refused, the file never read."""
+    import json
+    import shutil
+
+    import folder_paths
+    from PIL import Image
+
+    from deepexemplar_core.recommend import build_index
+
+    target, reference = cat_pair
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray((reference[0].numpy() * 255).round().astype("uint8")).save(photos / "cat.png")
+    Image.fromarray((_coffee()[0].numpy() * 255).round().astype("uint8")).save(photos / "coffee.png")
+    build_index(photos, tmp_path / "outside", backbone)
+    indexes = tmp_path / "indexes"
+    shutil.copytree(tmp_path / "outside", indexes / "tampered")
+    manifest = json.loads((indexes / "tampered" / "manifest.json").read_text())
+    for entry in manifest["entries"]:
+        entry["path"] = "../" * 12 + "etc/passwd"
+    (indexes / "tampered" / "manifest.json").write_text(json.dumps(manifest))
+    folder_paths.add_model_folder_path(nodes.INDEX_FOLDER, str(indexes))
+    try:
+        assert nodes.resolve_index("../outside", [str(indexes)]) is None
+        assert nodes.resolve_index("tampered", [str(indexes)]) == str((indexes / "tampered").resolve())
+        with pytest.raises(ValueError, match="the index '../outside' is no longer there"):
+            _run(nodes.RecommendReference, target, backbone, "../outside", 2, 0.25, True)
+        with pytest.raises(ValueError, match="outside the indexed folder"):
+            _run(nodes.RecommendReference, target, backbone, "tampered", 2, 0.25, True)
+    finally:
+        folder_paths.folder_names_and_paths[nodes.INDEX_FOLDER][0].remove(str(indexes))
+
+
 def test_without_candidates_or_with_only_gray_ones(nodes, backbone, cat_pair):
     target, _ = cat_pair
     with pytest.raises(ValueError, match="RecommendReference: no candidates"):

@@ -27,7 +27,7 @@ def test_exported_file_loads_in_the_core_and_records_the_backbone(exported, monk
 
     run, weights = exported
     models = load_models("lite", colorizer="paper", colornet_path=weights)
-    state = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
     net = models.colorizer.net
     for key, value in net.state_dict().items():
         assert torch.equal(value, state[key].float() if value.is_floating_point() else state[key]), key

@@ -26,7 +26,7 @@ def _config(pairs_dir, out, **kw) -> TrainConfig:
 
 
 def _state(out) -> dict[str, torch.Tensor]:
-    return torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    return torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
 
 
 def test_both_losses_decrease_on_a_fixed_batch(pairs_dir):
@@ -65,7 +65,7 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_weights(pairs_dir,
     with pytest.raises(KeyboardInterrupt):
         train(_config(pairs_dir, tmp_path / "resumed"))
     monkeypatch.setattr(train_module, "_step", real_step)
-    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert saved["step"] == 2
     with pytest.raises(ValueError, match="--resume"):
         train(_config(pairs_dir, tmp_path / "resumed"))
@@ -104,7 +104,9 @@ def test_two_process_gloo_ddp_equals_one_process(pairs_dir, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
     config = json.loads((tmp_path / "ddp" / "config.json").read_text())
     assert config["world_size"] == 2 and config["trained_on_backbone"] == "lite"
-    assert not (tmp_path / "ddp" / "checkpoint.pt.tmp").exists()
+    # only the run's files: no temporary file of the atomic writes is left behind
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [
+        "checkpoint.pt", "config.json", "loss.png", "metrics.jsonl"]
 
 
 def test_vgg19_relu5_1_features_from_a_torchvision_state_file(tmp_path):
