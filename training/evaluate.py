@@ -110,7 +110,7 @@ def evaluate(weights: str | Path, images: str | Path, size: int = 256, seed: int
             match = match_images(models, target, reference, config)
             sim = compute_similarity(match)
             for name, colorizer in colorizers.items():
-                result = colorize(target, reference, replace(models, colorizer=colorizer), config,
+                result = colorize(target, None, replace(models, colorizer=colorizer), config,
                                   match=match, similarity=sim)
                 psnr = float(ab_psnr(result.ab[0][None], truth_ab)[0])
                 per[name][f"{task}_ab_psnr"].append(psnr)
