@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_path", "atomic_write", "cache_root", "sha256_file", "write_text_atomic"]
+__all__ = [
+    "atomic_path", "atomic_write", "cache_root", "sha256_file", "sha256_file_cached",
+    "write_text_atomic",
+]
 
 
 def cache_root() -> Path:
@@ -93,3 +97,35 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+#: Most entries kept in ``<cache root>/sha256.json`` (the newest; about 200 bytes each).
+SHA256_CACHE_ENTRIES = 256
+
+
+def sha256_file_cached(path: str | os.PathLike[str]) -> str:
+    """:func:`sha256_file`, remembered in ``<cache root>/sha256.json`` by path, size and mtime.
+
+    Weights files are hashed on every load to check them against their manifest; this makes
+    that cost once per file version (a 550 MB VGG takes about a second). A file rewritten in
+    place gets a new mtime and is hashed again. The cache is best effort: an unreadable or
+    unwritable cache only means hashing again.
+    """
+    path = Path(path).resolve()
+    status = path.stat()
+    stamp = [status.st_size, status.st_mtime_ns]
+    store = cache_root() / "sha256.json"
+    try:
+        entries = json.loads(store.read_text(encoding="utf-8"))
+        if not isinstance(entries, dict):
+            entries = {}
+    except (OSError, ValueError):
+        entries = {}
+    entry = entries.pop(str(path), None)
+    if isinstance(entry, dict) and entry.get("stamp") == stamp and entry.get("sha256"):
+        return str(entry["sha256"])
+    digest = sha256_file(path)
+    entries[str(path)] = {"stamp": stamp, "sha256": digest}  # last: the newest
+    with contextlib.suppress(OSError):
+        write_text_atomic(store, json.dumps(dict(list(entries.items())[-SHA256_CACHE_ENTRIES:])))
+    return digest
