@@ -7,7 +7,7 @@
   Caffe BatchNorm semantics.
 * :func:`convert_video_vgg_pth`: the video release's ``vgg19_gray.pth`` -> the same layout with
   identity BatchNorm (unverified: that file seems to have BN folded into its weights).
-* :func:`convert_file`: picks one of the above by extension and content.
+* :func:`convert_file`: picks one of the above by content.
 
 Every conversion refuses keys or shapes of another network (naming the first mismatch), writes
 the safetensors file and its manifest atomically (temporary file + rename) and returns the path.
@@ -327,11 +327,17 @@ def convert_file(
     Args:
         src: ``example_net.pth``, a gray VGG19-BN ``.caffemodel`` or ``vgg19_gray.pth``.
         dst: output folder or ``.safetensors`` path (default: the local weights folder).
-        kind: ``"auto"`` (by extension and content), ``"colornet"``, ``"gray-vgg"`` or
+        kind: ``"auto"`` (by content, whatever the name), ``"colornet"``, ``"gray-vgg"`` or
             ``"video-vgg"``.
 
     Returns:
         The written safetensors path.
+
+    Raises:
+        ConversionError: a safetensors file (nothing to convert), a file that is none of the
+            authors' formats (the message says what it is: empty, text, unknown bytes), or
+            weights of another network.
+        CaffeModelError: an unreadable caffemodel.
     """
     if kind not in ("auto", *KINDS):
         raise ValueError(f"kind: expected 'auto' or one of {KINDS}, got {kind!r}")
