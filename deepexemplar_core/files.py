@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ __all__ = [
     "cache_root",
     "resolve_inside",
     "sha256_file",
+    "sha256_file_cached",
     "write_text_atomic",
 ]
 
@@ -130,13 +132,46 @@ def resolve_inside(root: str | os.PathLike[str], relative: str | os.PathLike[str
         >>> root = Path(tempfile.mkdtemp())
         >>> resolve_inside(root, "a/b.png") == root.resolve() / "a" / "b.png"
         True
-        >>> resolve_inside(root, "../x.png")
-        Traceback (most recent call last):
-        ...
-        deepexemplar_core.files.PathOutsideError: '../x.png' leads outside ...
+        >>> try:
+        ...     resolve_inside(root, "../x.png")
+        ... except PathOutsideError as err:
+        ...     print(err)
+        '../x.png' leads outside ...
     """
     base = Path(root).resolve()
     path = (base / relative).resolve()
     if not path.is_relative_to(base):
         raise PathOutsideError(f"{str(relative)!r} leads outside {base} (to {path})")
     return path
+
+
+#: Most entries kept in ``<cache root>/sha256.json`` (the newest; about 200 bytes each).
+SHA256_CACHE_ENTRIES = 256
+
+
+def sha256_file_cached(path: str | os.PathLike[str]) -> str:
+    """:func:`sha256_file`, remembered in ``<cache root>/sha256.json`` by path, size and mtime.
+
+    Weights files are hashed on every load to check them against their manifest; this makes
+    that cost once per file version (a 550 MB VGG takes about a second). A file rewritten in
+    place gets a new mtime and is hashed again. The cache is best effort: an unreadable or
+    unwritable cache only means hashing again.
+    """
+    path = Path(path).resolve()
+    status = path.stat()
+    stamp = [status.st_size, status.st_mtime_ns]
+    store = cache_root() / "sha256.json"
+    try:
+        entries = json.loads(store.read_text(encoding="utf-8"))
+        if not isinstance(entries, dict):
+            entries = {}
+    except (OSError, ValueError):
+        entries = {}
+    entry = entries.pop(str(path), None)
+    if isinstance(entry, dict) and entry.get("stamp") == stamp and entry.get("sha256"):
+        return str(entry["sha256"])
+    digest = sha256_file(path)
+    entries[str(path)] = {"stamp": stamp, "sha256": digest}  # last: the newest
+    with contextlib.suppress(OSError):
+        write_text_atomic(store, json.dumps(dict(list(entries.items())[-SHA256_CACHE_ENTRIES:])))
+    return digest

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from .._checks import check_shape
-from .formats import Combo, read_combo
 from ..structures import Similarity
 from ..warp import cycle_colors, warp_colors
+from .formats import Combo, read_combo
 
 __all__ = [
     "AuthorsInput",

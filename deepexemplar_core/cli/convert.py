@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--kind",
         choices=("auto", *KINDS),
         default="auto",
-        help="which file it is (default: auto, by extension and content)",
+        help="which file it is (default: auto, by content)",
     )
     parser.add_argument(
         "-o",

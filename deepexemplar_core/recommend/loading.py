@@ -66,7 +66,8 @@ def load_describer(
         except (WeightsNotFoundError, ValueError) as err:
             if family == "paper":
                 raise
-            logger.info("recommendation uses the lite backbone: %s", str(err).splitlines()[0])
+            reason = err.headline if isinstance(err, WeightsNotFoundError) else str(err)
+            logger.info("recommendation uses the lite backbone: %s", reason)
     from ..backbones import load_backbone
 
     return LiteDescriber(load_backbone("lite")).eval().to(device)

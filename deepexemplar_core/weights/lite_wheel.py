@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..files import atomic_path, sha256_file
+from ..files import atomic_path, sha256_file, sha256_file_cached
 from .errors import WeightsError, WeightsFormatError, WeightsNotFoundError
 from .manifest import read_manifest, write_manifest
 
@@ -102,7 +102,7 @@ def _cached_ok(path: Path) -> bool:
         expected = read_manifest(path)["sha256"]
     except (OSError, ValueError, KeyError):
         return False
-    if sha256_file(path) != expected:
+    if sha256_file_cached(path) != expected:
         logger.warning("cached %s does not match its manifest; converting again", path)
         return False
     return True

@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from authors_demo import EXAMPLE, load_demo_rgb8, needs_demo
 
 from deepexemplar_core.authors.formats import (
     Combo,
@@ -23,8 +24,6 @@ from deepexemplar_core.authors.replay import (
     prepare_authors_input,
 )
 from deepexemplar_core.structures import Similarity
-
-from authors_demo import EXAMPLE, load_demo_rgb8, needs_demo
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from skimage import data
 
-from deepexemplar_core.evaluation.baselines import local_std, reinhard_transfer, welsh_transfer
 from deepexemplar_core.color import rgb_to_lab
+from deepexemplar_core.evaluation.baselines import local_std, reinhard_transfer, welsh_transfer
 
 
 def _lab(name: str, step: int = 4) -> torch.Tensor:

@@ -29,9 +29,9 @@ from deepexemplar_core.authors.convert import (
     convert_video_vgg_pth,
     read_caffemodel,
 )
+from deepexemplar_core.backbones import GrayVGG19BN
 from deepexemplar_core.cli import EXIT_INPUT, EXIT_WEIGHTS, main
 from deepexemplar_core.cli.convert import register, run_convert
-from deepexemplar_core.backbones import GrayVGG19BN
 from deepexemplar_core.colorizers import ExampleColorNet
 from deepexemplar_core.files import sha256_file
 from deepexemplar_core.weights import load_state_checked, read_manifest
@@ -549,3 +549,38 @@ def test_convert_file_auto_and_cli(tmp_path, capsys, caffe_vgg_layers):
         convert_file(other, tmp_path, kind="caffe")
     assert main(["convert", str(tmp_path / "absent.pth")]) == EXIT_INPUT
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_pickle_named_safetensors_gets_one_consistent_answer(tmp_path):
+    """Issue 17 item 11: loading says "convert it", and convert does convert it (by content)."""
+    from deepexemplar_core.weights import WeightsFormatError, read_safetensors_header
+
+    named = tmp_path / "vgg19_gray.safetensors"
+    torch.save(random_video_vgg(torch.Generator().manual_seed(3), False), named)
+    with pytest.raises(WeightsFormatError, match=r"is a zip archive \(PyTorch's torch.save "
+                                                 r"format\), not safetensors; convert it with "
+                                                 f"`deepexemplar convert {named}`"):
+        read_safetensors_header(named)
+    out = convert_file(named, tmp_path / "out")
+    assert out.name == "vgg19_bn_gray.safetensors" and read_safetensors_header(out)
+
+
+RANDOM = bytes((i * 37 + 7) % 256 for i in range(1024))  # no format's magic bytes
+
+
+@pytest.mark.parametrize(("name", "content", "said"), [
+    ("empty.pth", b"", "is an empty file (0 bytes)"),
+    ("random.pth", RANDOM, "is not a known weights format (1024 bytes starting with 07 2c 51 76 "
+                           "9b c0 e5 0a)"),
+    ("random.safetensors", RANDOM, "is not a known weights format"),
+    ("page.caffemodel", b"<html><body>404 Not Found</body></html>\n",
+     "is text, not weights (it starts with '<html><body>404 Not Found</body></html>'"),
+])
+def test_convert_says_what_a_file_is(tmp_path, name, content, said):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ConversionError) as caught:
+        convert_file(path, tmp_path / "out")
+    message = str(caught.value)
+    assert said in message and "copy or download it again" in message
+    assert "pickle)" not in message.split("(a .pth")[0] and "EOFError" not in message

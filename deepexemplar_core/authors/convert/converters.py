@@ -7,7 +7,7 @@
   Caffe BatchNorm semantics.
 * :func:`convert_video_vgg_pth`: the video release's ``vgg19_gray.pth`` -> the same layout with
   identity BatchNorm (unverified: that file seems to have BN folded into its weights).
-* :func:`convert_file`: picks one of the above by extension and content.
+* :func:`convert_file`: picks one of the above by content.
 
 Every conversion refuses keys or shapes of another network (naming the first mismatch), writes
 the safetensors file and its manifest atomically (temporary file + rename) and returns the path.
@@ -29,10 +29,21 @@ from ...colorizers.colornet import ExampleColorNet
 from ...files import atomic_path, sha256_file
 from ...weights.manifest import write_manifest
 from ...weights.resolve import default_weights_dir, weights_filename
+from ...weights.safetensors_files import (
+    SAFETENSORS,
+    TORCH_PICKLE,
+    TORCH_ZIP,
+    UNKNOWN,
+    describe_file,
+)
 from .caffemodel import CaffeModelError, read_caffemodel
 from .torch_files import ConversionError, read_legacy_torch
 
 logger = logging.getLogger(__name__)
+
+#: Names of files that are not Caffe models: one that is neither a zip archive nor a pickle
+#: (the PyTorch formats) cannot be converted.
+_NOT_CAFFE_SUFFIXES = (".pth", ".pt", ".pkl", ".safetensors")
 
 #: What the manifest says of the licence of the authors' released files.
 AUTHORS_LICENCE = "none stated by the authors"
@@ -306,21 +317,6 @@ def _video_vgg_from_state(
     return _save(state, target, network="GrayVGG19BN", src=src, notes=notes)
 
 
-def _looks_like_torch(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(2)
-    return path.suffix in (".pth", ".pt", ".pkl") or head[:1] == b"\x80" or head == b"PK"
-
-
-def _looks_like_safetensors(path: Path) -> bool:
-    """A ``.safetensors`` name, or a little-endian header length followed by JSON."""
-    if path.suffix == ".safetensors":
-        return True
-    with open(path, "rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 28
-
-
 def convert_file(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str] | None = None,
@@ -331,24 +327,37 @@ def convert_file(
     Args:
         src: ``example_net.pth``, a gray VGG19-BN ``.caffemodel`` or ``vgg19_gray.pth``.
         dst: output folder or ``.safetensors`` path (default: the local weights folder).
-        kind: ``"auto"`` (by extension and content), ``"colornet"``, ``"gray-vgg"`` or
+        kind: ``"auto"`` (by content, whatever the name), ``"colornet"``, ``"gray-vgg"`` or
             ``"video-vgg"``.
 
     Returns:
         The written safetensors path.
+
+    Raises:
+        ConversionError: a safetensors file (nothing to convert), a file that is none of the
+            authors' formats (the message says what it is: empty, text, unknown bytes), or
+            weights of another network.
+        CaffeModelError: an unreadable caffemodel.
     """
     if kind not in ("auto", *KINDS):
         raise ValueError(f"kind: expected 'auto' or one of {KINDS}, got {kind!r}")
     path = Path(src)
     if not path.is_file():
         raise FileNotFoundError(f"src: {path} does not exist or is not a file")
-    if _looks_like_safetensors(path):
+    what = describe_file(path)  # by content: a pickle named .safetensors is converted
+    if what == SAFETENSORS:
         raise ConversionError(
             f"{path}: is a safetensors file, which needs no conversion; pass it directly "
             "(--backbone-weights / --colornet-weights or $DEEPEXEMPLAR_WEIGHTS), or re-create it "
             "from the authors' file if it is damaged"
         )
-    if kind == "gray-vgg" or (kind == "auto" and not _looks_like_torch(path)):
+    torch_file = what in (TORCH_ZIP, TORCH_PICKLE)
+    if not torch_file and (kind in ("colornet", "video-vgg") or path.suffix in _NOT_CAFFE_SUFFIXES
+                           or not what.startswith(UNKNOWN)):
+        raise ConversionError(
+            f"{path}: is {what}, not one of the authors' weight files (a .pth zip archive or "
+            "pickle, or a .caffemodel); copy or download it again")
+    if kind == "gray-vgg" or (kind == "auto" and not torch_file):
         return convert_gray_vgg_caffemodel(path, dst)
     state = read_legacy_torch(path)
     if kind == "auto":

@@ -33,8 +33,9 @@ def read_legacy_torch(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         ConversionError: unreadable file, a pickle needing arbitrary code, or not a mapping of
             names to tensors.
     """
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # a file object: torch.load reads a path named .safetensors as safetensors
+        with open(path, "rb") as f:
+            obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ConversionError(
             f"{path}: holds Python objects besides tensors (a full pickle), which are never "
