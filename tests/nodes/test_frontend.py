@@ -52,13 +52,17 @@ GEOMETRY_JS = """() => {
   const box = canvas.canvas.getBoundingClientRect();
   const bars = [...document.querySelectorAll('.comfyui-body-top, .workflow-tabs-container')]
     .map(e => e.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0);
+  const minimap = document.querySelector('.minimap-main-container');
+  const map = minimap ? minimap.getBoundingClientRect() : null;
   return {
+    minimap: map && map.width > 0 ? [map.left, map.top, map.right, map.bottom] : null,
     scale: canvas.ds.scale, offset: Array.from(canvas.ds.offset),
     canvas: [box.left, box.top, box.right, box.bottom],
     barsBottom: Math.max(box.top, ...bars.map(r => r.bottom)),
     titleHeight: LiteGraph.NODE_TITLE_HEIGHT,
     nodes: window.app.graph._nodes.map(n => ({
       id: n.id, type: n.type, title: n.title, rect: Array.from(n.boundingRect),
+      output: !!n.constructor.nodeData?.output_node,
       known: n.type in LiteGraph.registered_node_types})),
   };
 }"""
@@ -166,6 +170,16 @@ def test_workflow_opens_cleanly(page, name):
         assert screen[1] >= geometry["barsBottom"], f"{node['title']!r} opens under the menu"
         assert screen[0] >= left and screen[2] <= right and screen[3] <= bottom, (
             f"{node['title']!r} is outside the visible canvas: {screen}")
+        if node["output"]:  # the minimap (on by default) covers the bottom-right corner
+            mx0, my0, mx1, my1 = geometry["minimap"]
+            assert not (screen[0] < mx1 and mx0 < screen[2] and screen[1] < my1
+                        and my0 < screen[3]), (
+                f"output {node['title']!r} {screen} sits under the minimap {geometry['minimap']}")
+
+
+def test_minimap_is_shown(page):
+    """The frontend shows its minimap by default: the layout check above must see it."""
+    assert _open(page, WORKFLOWS[0])["minimap"] is not None
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
@@ -223,6 +237,14 @@ def _run_from_page(page, server: str, name: str) -> dict:
     _open(page, name)
     before = set(json.loads(_get(server + "/history")))
     page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    entry = _wait(server, before, name)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert not page.errors, page.errors
+    return entry
+
+
+def _wait(server: str, before: set, name: str) -> dict:
+    """The history entry of the first prompt not in ``before`` once it has finished."""
     deadline, entry = time.monotonic() + 600, None
     while time.monotonic() < deadline:
         history = json.loads(_get(server + "/history"))
@@ -233,8 +255,6 @@ def _run_from_page(page, server: str, name: str) -> dict:
             break
         time.sleep(0.5)
     assert entry is not None, f"the queued workflow {name} did not finish within 600 s"
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    assert not page.errors, page.errors
     return entry
 
 
@@ -274,3 +294,59 @@ def test_video_workflow_runs_from_the_page(page, server, name):
     assert len(frames) == len(clip) and frames[0].size == clip[0].size
     assert _chroma(clip[len(clip) // 2]) < 0.02
     assert min(_chroma(frame) for frame in frames) > 0.02, "every frame should be in colour"
+
+
+FRAME_RATE_JS = """() => {
+  const node = window.app.graph._nodes.find(n => n.type === 'CreateVideo');
+  const slot = node.inputs.findIndex(i => i.name === 'fps');
+  node.disconnectInput(slot);
+  return [node.id, node.widgets.find(w => w.name === 'fps').value];
+}"""
+
+
+@pytest.mark.parametrize("name", ["colorize_video", "colorize_video_keyframe"])
+def test_video_template_saves_with_fps_unlinked(page, server, name):
+    """Unlinking Create Video's fps leaves the template's frame rate (the example clip's), so
+    the clip is still written. (With no valid value ComfyUI would skip Save Video and report the
+    run as a success: only a red outline and the server log say why; see docs/comfyui.md.)"""
+    clip = _get(f"{server}/view?filename=deepexemplar_example_clip.mp4&type=input")
+    av = pytest.importorskip("av", reason="PyAV is not installed (the video extra)")
+    with av.open(io.BytesIO(clip)) as container:
+        rate = float(container.streams.video[0].average_rate)
+    _open(page, name)
+    node_id, fps = page.evaluate(FRAME_RATE_JS)
+    assert fps == pytest.approx(rate), "the fps widget must hold the example clip's frame rate"
+    before = set(json.loads(_get(server + "/history")))
+    answer = page.evaluate("""async () => {
+        const prompt = await window.app.graphToPrompt();
+        const answer = await fetch('/api/prompt', {method: 'POST',
+            body: JSON.stringify({prompt: prompt.output, extra_data: {}})});
+        return await answer.json();
+    }""")
+    assert answer.get("node_errors") in ({}, None), answer["node_errors"]
+    entry = _wait(server, before, name)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = _saved(server, entry)
+    assert len(saved) == 1 and len(_frames(saved[0])) > 1
+
+
+def test_size_above_the_image_runs_at_the_image_size(page, server):
+    """``size`` 2048 on the 192 px example (issue 17, item 17) took 190 s for a 192 px result:
+    the working size is capped to the image, so it takes what the native size takes."""
+    from PIL import Image
+
+    _open(page, "colorize_photo")
+    page.evaluate("""() => {
+        const node = window.app.graph._nodes.find(n => n.type === 'DeepExemplar_ExemplarColorize');
+        node.widgets.find(w => w.name === 'size').value = 2048;
+    }""")
+    before = set(json.loads(_get(server + "/history")))
+    start = time.monotonic()
+    page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    entry = _wait(server, before, "colorize_photo")
+    seconds = time.monotonic() - start
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = _saved(server, entry)
+    target = Image.open(REPO / "workflows" / "images" / "deepexemplar_target_cat.jpg")
+    assert len(saved) == 1 and Image.open(io.BytesIO(saved[0])).size == target.size
+    assert seconds < 90, f"size 2048 on a {target.size} image took {seconds:.0f} s"

@@ -174,12 +174,12 @@ def test_paper_weights_workflow(client, tiny_paper_weights):
 def test_bad_input_names_node_and_server_keeps_running(client, server):
     workflow = _workflow("colorize_photo")
     workflow["2"]["inputs"]["image"] = "deepexemplar_target_cat_2.jpg"  # gray "reference"
-    with pytest.raises(batch.ComfyError, match=r"DeepExemplar ExemplarColorize: reference: has "
+    with pytest.raises(batch.ComfyError, match=r"DeepExemplar Colorize: reference: has "
                                                r"no colour.*swapped"):
         _run(client, workflow)
     workflow = _workflow("colorize_photo")
     workflow["3"]["inputs"]["weights"] = "missing.safetensors"  # V3 nodes skip combo checks
-    with pytest.raises(batch.ComfyError, match=r"DeepExemplar LoadGrayVGG: the file "
+    with pytest.raises(batch.ComfyError, match=r"DeepExemplar Load Backbone: the file "
                                                r"'missing.safetensors' is no longer in models/"):
         _run(client, workflow)
     assert "system" in get_json(server[0] + "/system_stats")
