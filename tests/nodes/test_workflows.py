@@ -110,3 +110,44 @@ def test_ui_widget_count_mismatch_is_an_error(object_info):
     node["widgets_values"].append("extra")
     with pytest.raises(WorkflowError, match="4 widget values, the schema has 3"):
         ui_to_api(ui, object_info)
+
+
+IMAGES = WORKFLOWS / "images"
+
+
+def test_example_images_are_small_and_licensed():
+    """Every shipped example image is under 200 KB and named, with its licence, in LICENSE."""
+    licence = (IMAGES / "LICENSE").read_text(encoding="utf-8")
+    images = sorted(IMAGES.glob("*.jpg"))
+    assert len(images) >= 7
+    for path in images:
+        assert path.stat().st_size < 200_000, path.name
+        assert path.name in licence, f"{path.name} has no licence entry in {IMAGES / 'LICENSE'}"
+    assert "CC0" in licence and "public domain" in licence
+
+
+def test_recommendation_demo_chooses_among_colour_photos_and_shows_scores(object_info):
+    """The automatic-reference workflow: several colour candidates (no gray one), one of them a
+    portrait for the gray portrait target, and the scores output shown by a Preview node."""
+    import numpy as np
+    from PIL import Image
+
+    api = _load(WORKFLOWS / "api" / "auto_colorize.json")
+    recommend = next(k for k, n in api.items()
+                     if n["class_type"] == "DeepExemplar_RecommendReference")
+
+    def sources(node_id: str) -> list[str]:  # the LoadImage images feeding a node
+        node = api[node_id]
+        if node["class_type"] == "LoadImage":
+            return [node["inputs"]["image"]]
+        return [name for value in node["inputs"].values() if isinstance(value, list)
+                for name in sources(value[0])]
+
+    candidates = sources(api[recommend]["inputs"]["candidates"][0])
+    assert len(candidates) >= 3 and "deepexemplar_reference_portrait.jpg" in candidates
+    for name in candidates:
+        rgb = np.asarray(Image.open(IMAGES / name).convert("RGB"), dtype=np.float32) / 255
+        assert float((rgb.max(-1) - rgb.min(-1)).mean()) > 0.05, f"{name} is not a colour photo"
+    shown = [n for n in api.values() if n["class_type"] in ("PreviewAny", "PreviewImage")
+             and n["inputs"].get("source", n["inputs"].get("images")) == [recommend, 2]]
+    assert shown, "the scores output goes nowhere"
