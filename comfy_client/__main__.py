@@ -13,6 +13,6 @@ import sys
 if not __package__:  # run as ``python path/to/comfy_client``: no parent package yet
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from comfy_client.batch import main  # noqa: E402
+from comfy_client.batch import main
 
 sys.exit(main())

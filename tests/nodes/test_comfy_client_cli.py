@@ -26,7 +26,7 @@ def test_folder_run_works_from_another_folder(tmp_path):
     answer = subprocess.run(
         [sys.executable, str(REPO / "comfy_client"), "--workflow", "w.json", "--inputs",
          str(tmp_path / "in"), "--output", str(tmp_path / "out")],
-        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=120)
+        cwd=tmp_path, env=_clean_env(), check=False, capture_output=True, text=True, timeout=120)
     assert "ModuleNotFoundError" not in answer.stderr
     assert answer.returncode == 2 and "error: no images" in answer.stderr, answer.stderr
 
@@ -52,7 +52,7 @@ def test_installed_package_ships_the_client_and_its_command(tmp_path):
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "-w", str(tmp_path / "dist"), str(source)],
-        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=280)
+        cwd=tmp_path, env=_clean_env(), check=False, capture_output=True, text=True, timeout=280)
     assert built.returncode == 0, built.stderr[-2000:]
     wheel, = (tmp_path / "dist").glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
@@ -67,5 +67,5 @@ def test_installed_package_ships_the_client_and_its_command(tmp_path):
     zipfile.ZipFile(wheel).extractall(unpacked)
     answer = subprocess.run([sys.executable, "-m", "comfy_client", "--help"], cwd=tmp_path,
                             env=dict(_clean_env(), PYTHONPATH=str(unpacked)),
-                            capture_output=True, text=True, timeout=120)
+                            check=False, capture_output=True, text=True, timeout=120)
     assert answer.returncode == 0 and "--workflow" in answer.stdout, answer.stderr

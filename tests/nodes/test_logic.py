@@ -80,7 +80,8 @@ def test_reference_must_be_one_colour_image(logic, lite, cat_pair):
         logic.run_match(lite[2], core_t, several, config, "DenseMatch")
     # the core owns the policy: a gray reference (even with JPEG noise) is refused, phrased here
     noisy = (core_t + torch.rand_like(core_t) * 0.5 / 255).clamp(0, 1)
-    with pytest.raises(logic.NodeInputError, match=r"Dense Match: reference: has no colour.*swapped"):
+    with pytest.raises(logic.NodeInputError,
+                       match=r"Dense Match: reference: has no colour.*swapped"):
         logic.run_match(lite[2], core_t, noisy, config, "DenseMatch")
 
 
@@ -150,7 +151,8 @@ def test_missing_paper_weights_name_folder_and_fix(logic, tmp_path, monkeypatch)
                        match=r"(?s)Load Backbone.*vgg19_bn_gray.*Fix: put.*models/deepexemplar/"):
         logic.load_backbone(logic.PAPER_BACKBONE_AUTO, None, allow_download=False,
                             search_dirs=[str(tmp_path)])
-    with pytest.raises(logic.NodeInputError, match=r"(?s)Load Colorization Network.*none: weights-free"):
+    with pytest.raises(logic.NodeInputError,
+                       match=r"(?s)Load Colorization Network.*none: weights-free"):
         logic.load_colornet(logic.PAPER_COLORNET_AUTO, None, allow_download=False,
                             search_dirs=[str(tmp_path)])
 

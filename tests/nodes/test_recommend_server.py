@@ -84,8 +84,12 @@ def _chroma(image) -> float:
     return float((rgb.max(-1) - rgb.min(-1)).mean())
 
 
+#: The automatic-reference template.
+AUTO = "3_pick_the_reference_automatically"
+
+
 def _workflow() -> dict:
-    return json.loads((REPO / "workflows" / "api" / "auto_colorize.json").read_text())
+    return json.loads((REPO / "workflows" / "api" / f"{AUTO}.json").read_text())
 
 
 def test_auto_colorize_workflow_runs(client):
@@ -108,7 +112,7 @@ def test_auto_colorize_workflow_runs(client):
 
 def test_auto_colorize_ui_workflow_as_served(client, server):
     workflow_mod = import_pack_module("comfy_client.workflow")
-    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/auto_colorize.json")
+    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/{AUTO}.json")
     prompt = workflow_mod.ui_to_api(ui, get_json(server[0] + "/object_info"))
     prompt["8"]["inputs"]["strength"] = 0.9  # not cached from the API run
     saved = _images(client, client.wait(client.queue_prompt(prompt), 600), "output")

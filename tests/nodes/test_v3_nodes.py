@@ -207,5 +207,6 @@ def test_interrupt_stops_the_node(v3, mm, lite_models, cat_pair):
 
 
 def test_missing_file_names_the_folder(v3):
-    with pytest.raises(ValueError, match=r"Load Colorization Network: the file 'gone.safetensors' is no longer"):
+    with pytest.raises(ValueError,
+                       match=r"Load Colorization Network: the file 'gone.safetensors' is no longer"):
         _run(v3.LoadColorNet, "gone.safetensors", False)

@@ -35,7 +35,7 @@ def _load(path: Path) -> dict:
 
 def test_every_workflow_has_a_twin():
     names = {p.stem for p in API_FILES}
-    assert {"colorize_photo", "inspect_correspondence", "batch_one_reference"} <= names
+    assert {"1_colorize_a_photo", "2_colorize_several_photos", "4_inspect_the_matching"} <= names
     assert names == {p.stem for p in UI_FILES}, "every UI workflow needs an API twin and back"
 
 
@@ -85,14 +85,14 @@ def test_pack_nodes_in_snapshot_offer_builtins(object_info, logic):
     ],
 )
 def test_checker_reports_broken_workflows(object_info, edit, message):
-    workflow = _load(WORKFLOWS / "api" / "colorize_photo.json")
+    workflow = _load(WORKFLOWS / "api" / "1_colorize_a_photo.json")
     edit(workflow)
     problems = check_api_workflow(workflow, object_info)
     assert any(message in p for p in problems), problems
 
 
 def test_ui_round_trip_and_widget_order(object_info):
-    api = _load(WORKFLOWS / "api" / "inspect_correspondence.json")
+    api = _load(WORKFLOWS / "api" / "4_inspect_the_matching.json")
     ui = api_to_ui(api, object_info)
     assert ui_to_api(ui, object_info) == api
     assert widget_slots(object_info["LoadImage"]) == [("image", 1)]
@@ -105,7 +105,7 @@ def test_ui_round_trip_and_widget_order(object_info):
 def test_ui_widget_count_mismatch_is_an_error(object_info):
     WorkflowError = workflow_tools.WorkflowError  # noqa: N806
 
-    ui = _load(WORKFLOWS / "colorize_photo.json")
+    ui = _load(WORKFLOWS / "1_colorize_a_photo.json")
     node = next(n for n in ui["nodes"] if n["type"] == "DeepExemplar_ExemplarColorize")
     node["widgets_values"].append("extra")
     with pytest.raises(WorkflowError, match="4 widget values, the schema has 3"):
@@ -132,7 +132,7 @@ def test_recommendation_demo_chooses_among_colour_photos_and_shows_scores(object
     import numpy as np
     from PIL import Image
 
-    api = _load(WORKFLOWS / "api" / "auto_colorize.json")
+    api = _load(WORKFLOWS / "api" / "3_pick_the_reference_automatically.json")
     recommend = next(k for k, n in api.items()
                      if n["class_type"] == "DeepExemplar_RecommendReference")
 
