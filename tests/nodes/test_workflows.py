@@ -151,3 +151,13 @@ def test_recommendation_demo_chooses_among_colour_photos_and_shows_scores(object
     shown = [n for n in api.values() if n["class_type"] in ("PreviewAny", "PreviewImage")
              and n["inputs"].get("source", n["inputs"].get("images")) == [recommend, 2]]
     assert shown, "the scores output goes nowhere"
+
+
+def test_templates_are_named_for_what_they_do_and_numbered():
+    """ComfyUI 0.3.64 shows a pack's template by its file name (title and description) in the
+    server's directory order: names say what each does, numbered from the simplest."""
+    stems = [p.stem for p in UI_FILES]
+    assert [int(s.split("_", 1)[0]) for s in stems] == list(range(1, len(stems) + 1)), stems
+    for stem in stems:
+        words = stem.split("_")[1:]
+        assert len(words) >= 3 and all(w.isalpha() and w.islower() for w in words), stem
