@@ -55,7 +55,7 @@ def test_image_to_core_errors_name_node_and_fix(logic, image, match):
 @pytest.mark.parametrize(
     ("channels", "match"),
     [
-        (4, r"ExemplarColorize: 'target' \(image 0 of the batch\) has 4 channels.*"
+        (4, r"DeepExemplar Colorize: 'target' \(image 0 of the batch\) has 4 channels.*"
             r"Split Image with Alpha"),
         (2, r"'target' \(image 0 of the batch\) expected 1 or 3 channels"),
     ],

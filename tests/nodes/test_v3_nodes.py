@@ -173,9 +173,10 @@ def test_paper_chain_on_generated_weights(v3, weights_folder, cat_pair):
 @pytest.mark.parametrize(
     ("target", "reference", "message"),
     [
-        ("rgba", "colour", r"ExemplarColorize: 'target' \(image 0 of the batch\) has 4 channels"),
-        ("gray", "gray", r"ExemplarColorize: reference: has no colour.*swapped"),
-        ("gray", "batch", r"ExemplarColorize: reference: .*a batch of 2.*ImageFromBatch"),
+        ("rgba", "colour",
+         r"DeepExemplar Colorize: 'target' \(image 0 of the batch\) has 4 channels"),
+        ("gray", "gray", r"DeepExemplar Colorize: reference: has no colour.*swapped"),
+        ("gray", "batch", r"DeepExemplar Colorize: reference: .*a batch of 2.*ImageFromBatch"),
     ],
 )
 def test_bad_inputs_raise_node_errors(v3, lite_models, cat_pair, target, reference, message):
@@ -190,8 +191,8 @@ def test_bad_inputs_raise_node_errors(v3, lite_models, cat_pair, target, referen
 def test_mismatched_correspondence_is_refused(v3, lite_models, cat_pair):
     target, reference = cat_pair
     corr = _run(v3.DenseMatch, target, reference, lite_models[0], SIZE)[0]
-    with pytest.raises(ValueError, match=r"ExemplarColorize: match: computed for 1 target.*"
-                                         r"got 3.*connect the same target images to DenseMatch"):
+    with pytest.raises(ValueError, match=r"DeepExemplar Colorize: match: computed for 1 target.*"
+                                         r"got 3.*connect the same target images to Dense Match"):
         _run(v3.ExemplarColorize, target.expand(3, -1, -1, -1), reference, *lite_models, 1.0, SIZE,
              "guided", corr)
 
