@@ -8,7 +8,7 @@ back-off; a summary (JSON) is printed at the end and the exit status is 1 when a
 
 Example (a ComfyUI at the default address, this pack installed)::
 
-    python -m comfy_client.batch --workflow workflows/api/colorize_photo.json \\
+    python -m comfy_client.batch --workflow workflows/api/1_colorize_a_photo.json \\
         --inputs ~/gray_photos --reference ~/colour_ref.jpg --output ~/colorized
 
 The workflow may be in API or UI format (UI files are converted with ``/object_info``). The

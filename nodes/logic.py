@@ -36,7 +36,14 @@ from deepexemplar_core.pipeline import (
     match_images,
     move_to,  # noqa: F401 - the node classes move stage results to ComfyUI's devices
 )
-from deepexemplar_core.weights import WeightsNotFoundError, configured_repo_id, weights_filename
+from deepexemplar_core.weights import (
+    WeightsNotFoundError,
+    configured_repo_id,
+    describe_state,
+    read_manifest,
+    read_safetensors_header,
+    weights_filename,
+)
 
 #: Name of the weights folder registered with ComfyUI's ``folder_paths`` (``models/deepexemplar``).
 WEIGHTS_FOLDER = "deepexemplar"
@@ -55,13 +62,29 @@ FRAMES_PER_CHUNK = 8
 Report = Callable[[int, int], None]
 
 
+#: The node titles users see (display names without "Exemplar Colorization: "), by class name.
+NODE_TITLES = {"LoadGrayVGG": "Load Backbone", "LoadColorNet": "Load Colorization Network",
+               "DenseMatch": "Dense Match", "SimilarityMaps": "Similarity Maps",
+               "ExemplarColorize": "Colorize", "RecommendReference": "Recommend Reference",
+               "VideoTemporalSmooth": "Video Temporal Smooth"}
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending with a full stop (unless it already ends a sentence or a line)."""
+    return text if not text or text.endswith((".", "!", "?", "\n")) else text + "."
+
+
 class NodeInputError(ValueError):
-    """A problem with a node's inputs, phrased for ComfyUI users: node, problem and fix."""
+    """A problem with a node's inputs, phrased for ComfyUI users: node title, problem and fix.
+
+    >>> str(NodeInputError("ExemplarColorize", "size: expected 32..2048", "change it"))
+    'DeepExemplar Colorize: size: expected 32..2048. Fix: change it.'
+    """
 
     def __init__(self, node: str, problem: str, fix: str = "") -> None:
-        message = f"DeepExemplar {node}: {problem}"
+        message = f"DeepExemplar {NODE_TITLES.get(node, node)}: {_sentence(problem)}"
         if fix:
-            message += f" Fix: {fix}"
+            message += f" Fix: {_sentence(fix)}"
         super().__init__(message)
         self.node = node
 
@@ -197,13 +220,53 @@ def confidence_mask(result: SimilarityResult, size: tuple[int, int]) -> torch.Te
 # ----------------------------------------------------------------------------- weights
 
 
-def weight_options(files: Iterable[str], builtins: Sequence[str]) -> list[str]:
+#: The network each loader lists files of (the names the converters write into manifests).
+LOADER_NETWORKS = {"LoadGrayVGG": "GrayVGG19BN", "LoadColorNet": "ExampleColorNet"}
+
+
+def weights_network(path: str) -> str:
+    """Which network a weights file holds, as the core's ``describe_state`` says: per its
+    manifest (``<stem>.manifest.json``), else guessed from its tensor names; ``""`` when the
+    file is not readable safetensors.
+
+    >>> weights_network("/nonexistent.safetensors")
+    ''
+    """
+    try:
+        manifest = read_manifest(path)
+    except (OSError, ValueError):
+        manifest = None
+    try:
+        keys = () if manifest else read_safetensors_header(path).keys()
+    except (OSError, ValueError):
+        return ""
+    return describe_state(keys, manifest)
+
+
+def weight_options(files: Iterable[str], builtins: Sequence[str],
+                   network_of: Callable[[str], str] | None = None,
+                   network: str = "") -> list[str]:
     """Loader choices: the built-in options first, then the safetensors files found, sorted.
+
+    Args:
+        files: file names relative to the weights folders.
+        builtins: the loader's built-in entries.
+        network_of: file name -> what it holds (:func:`weights_network` of its path); with
+            ``network``, files known to hold another network are left out (files of unknown
+            content stay listed: loading them says what they are).
+        network: the loader's network, e.g. ``"GrayVGG19BN"`` (:data:`LOADER_NETWORKS`).
 
     >>> weight_options(["b.safetensors", "notes.txt", "a.safetensors"], [BUILTIN_LITE])[1:]
     ['a.safetensors', 'b.safetensors']
+    >>> kinds = {"a.safetensors": "GrayVGG19BN (per its manifest)",
+    ...          "b.safetensors": "ExampleColorNet (colornet)", "c.safetensors": ""}
+    >>> weight_options(kinds, [BUILTIN_LITE], kinds.get, "GrayVGG19BN")[1:]
+    ['a.safetensors', 'c.safetensors']
     """
     found = sorted(f for f in files if f.lower().endswith(WEIGHTS_SUFFIXES))
+    if network_of is not None and network:
+        found = [name for name in found
+                 if network_of(name).startswith((network, "unknown")) or not network_of(name)]
     return list(builtins) + [f for f in found if f not in builtins]
 
 
@@ -352,8 +415,8 @@ def assemble_models(backbone: Any, colornet: Any | None, device: torch.device | 
             core's :func:`~deepexemplar_core.models.check_compatible` says why).
     """
     colorizer = colornet if colornet is not None else load_colorizer("propagation")
-    with core_errors(node, "load the backbone the colour network was trained on in LoadGrayVGG, "
-                           f"or pick '{NO_COLORNET}' in LoadColorNet."):
+    with core_errors(node, "load the backbone the colour network was trained on in Load "
+                           f"Backbone, or pick '{NO_COLORNET}' in Load Colorization Network."):
         check_compatible(backbone, colorizer, strict=True)
     return Models.compose(backbone, colorizer, device)
 
@@ -458,9 +521,9 @@ _PHRASES = {
     "too_small": (None, "use a larger image (upscale it first) or crop less."),
     "gray": (None, "connect a colour photo to 'reference' (were target and reference swapped?)."),
     "batch": (None, "select one image with the core node 'ImageFromBatch' (length 1)."),
-    "targets": (None, "connect the same target images to DenseMatch and to this node."),
-    "size": (None, "set the same 'size' on DenseMatch and on this node."),
-    "similarity": (None, "connect the same DenseMatch output to SimilarityMaps and to this "
+    "targets": (None, "connect the same target images to Dense Match and to this node."),
+    "size": (None, "set the same 'size' on Dense Match and on this node."),
+    "similarity": (None, "connect the same Dense Match output to Similarity Maps and to this "
                          "node, or disconnect one of them."),
 }
 

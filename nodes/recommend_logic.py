@@ -129,7 +129,7 @@ def load_index(path: str, describer: Any, node: str) -> Any:
             _INDEX_CACHE[key] = Index.load(path, describer)
         except IndexError_ as err:
             raise NodeInputError(node, str(err), "connect the backbone the index was built "
-                                 "with (Load Gray VGG Backbone) or rebuild the index with "
+                                 "with (Load Backbone) or rebuild the index with "
                                  "`deepexemplar index ... --rebuild`.") from err
     return _INDEX_CACHE[key]
 

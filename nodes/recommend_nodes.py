@@ -45,7 +45,7 @@ class RecommendReference(io.ComfyNode):
             inputs=[
                 io.Image.Input("target", tooltip="The gray photo to colorize (the first image "
                                                  "of the batch is used; only its luminance)."),
-                Backbone.Input("backbone", tooltip="From Load Gray VGG Backbone; for an index, "
+                Backbone.Input("backbone", tooltip="From Load Backbone; for an index, "
                                                    "the backbone it was built with."),
                 io.Combo.Input(
                     "index", options=index_options(folder_paths.get_folder_paths(INDEX_FOLDER)),

@@ -31,18 +31,33 @@ from .common import (
 from .recommend_nodes import NODES as RECOMMEND_NODES
 from .video_nodes import NODES as VIDEO_NODES
 
-SIZE_TOOLTIP = ("Working short side in pixels (floored to a multiple of 8). The authors' models "
-                "were trained at 256; larger is slower and finer. The output keeps the input size.")
+SIZE_TOOLTIP = ("Working short side in pixels (floored to a multiple of 8; never above the "
+                "image's own short side). The authors' models were trained at 256; larger is "
+                "slower and finer. The output keeps the input size.")
 
 
 def register_weights_folder() -> None:
-    """Register ``models/deepexemplar`` with ComfyUI (extra_model_paths.yaml entries are kept)."""
-    folder_paths.add_model_folder_path(
-        logic.WEIGHTS_FOLDER, os.path.join(folder_paths.models_dir, logic.WEIGHTS_FOLDER))
+    """Register ``models/deepexemplar`` with ComfyUI (extra_model_paths.yaml entries are kept)
+    and create it, so that users find where converted weights go; a read-only models folder
+    only logs a warning."""
+    folder = os.path.join(folder_paths.models_dir, logic.WEIGHTS_FOLDER)
+    folder_paths.add_model_folder_path(logic.WEIGHTS_FOLDER, folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        logging.getLogger(__name__).warning(
+            "DeepExemplar: could not create %s (%s); create it by hand for converted weights.",
+            folder, err)
 
 
 def _weights_files() -> list[str]:
     return folder_paths.get_filename_list(logic.WEIGHTS_FOLDER)
+
+
+def _network_of(name: str) -> str:
+    """What the weights file ``name`` holds (per its manifest, else its tensor names)."""
+    path = folder_paths.get_full_path(logic.WEIGHTS_FOLDER, name)
+    return logic.weights_network(path) if path else ""
 
 
 def _weights_path(choice: str, builtins: tuple[str, ...]) -> str | None:
@@ -57,14 +72,15 @@ def _models(backbone, colornet, node: str):
     return logic.assemble_models(backbone, colornet, mm.get_torch_device(), node)
 
 
-def _weights_inputs(builtins: tuple[str, ...], what: str) -> list[io.Input]:
+def _weights_inputs(builtins: tuple[str, ...], what: str, network: str) -> list[io.Input]:
     return [
         io.Combo.Input(
-            "weights", options=logic.weight_options(_weights_files(), builtins),
+            "weights", options=logic.weight_options(_weights_files(), builtins, _network_of,
+                                                    network),
             default=builtins[0],
-            tooltip=f"{what}. Built-in entries need no file; other entries are the .safetensors "
-                    f"files in models/{logic.WEIGHTS_FOLDER}/ (or folders added with "
-                    "extra_model_paths.yaml)."),
+            tooltip=f"{what}. Built-in entries need no file; other entries are the {network} "
+                    f".safetensors files in models/{logic.WEIGHTS_FOLDER}/ (or folders added "
+                    "with extra_model_paths.yaml), as their manifest or tensor names say."),
         io.Boolean.Input("allow_download", default=False, tooltip=logic.ALLOW_DOWNLOAD_TOOLTIP),
     ]
 
@@ -90,13 +106,14 @@ class LoadGrayVGG(_WeightsLoader):
         return io.Schema(
             node_id="DeepExemplar_LoadGrayVGG",
             **search_aliases("LoadGrayVGG"),
-            display_name="Exemplar Colorization: Load Gray VGG Backbone",
+            display_name="Exemplar Colorization: Load Backbone",
             category=CATEGORY,
             description="Deep exemplar-based colorization, step 1: loads the feature network "
-                        "that compares the gray target with the colour reference photo (the "
-                        "authors' gray VGG19-BN, or the built-in lite backbone that needs no "
-                        "file).",
-            inputs=_weights_inputs(cls.BUILTINS, "Backbone weights"),
+                        "that compares the gray target with the colour reference photo: the "
+                        "built-in lite EfficientNet-Lite0 (the default, no file needed) or the "
+                        "authors' gray VGG19-BN (a converted file).",
+            inputs=_weights_inputs(cls.BUILTINS, "Backbone weights",
+                                   logic.LOADER_NETWORKS["LoadGrayVGG"]),
             outputs=[Backbone.Output(
                 display_name="backbone",
                 tooltip="Feature backbone for DenseMatch and ExemplarColorize.")],
@@ -138,7 +155,8 @@ class LoadColorNet(_WeightsLoader):
                         "the target's colours from the warped reference photo; 'none' is the "
                         "weights-free colorizer that keeps confident reference colours and "
                         "propagates them.",
-            inputs=_weights_inputs(cls.BUILTINS, "Colorization network weights"),
+            inputs=_weights_inputs(cls.BUILTINS, "Colorization network weights",
+                                   logic.LOADER_NETWORKS["LoadColorNet"]),
             outputs=[ColorNet.Output(display_name="colornet",
                                      tooltip="Colorizer for ExemplarColorize.")],
         )
@@ -158,7 +176,7 @@ def _image_inputs() -> list[io.Input]:
                                          "batch; colour inputs are reduced to their luminance)."),
         io.Image.Input("reference", tooltip="One colour photo whose colours are transferred "
                                             "(batch of 1; any size)."),
-        Backbone.Input("backbone", tooltip="From Load Gray VGG Backbone."),
+        Backbone.Input("backbone", tooltip="From Load Backbone."),
     ]
 
 

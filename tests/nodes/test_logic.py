@@ -48,14 +48,14 @@ def test_images_to_comfy_inverts_image_to_core(logic):
 def test_image_to_core_errors_name_node_and_fix(logic, image, match):
     with pytest.raises(logic.NodeInputError, match=match) as info:
         logic.image_to_core(image, "target", "ExemplarColorize")
-    assert str(info.value).startswith("DeepExemplar ExemplarColorize:")
+    assert str(info.value).startswith("DeepExemplar Colorize:")
     assert isinstance(info.value, ValueError)
 
 
 @pytest.mark.parametrize(
     ("channels", "match"),
     [
-        (4, r"ExemplarColorize: 'target' \(image 0 of the batch\) has 4 channels.*"
+        (4, r"DeepExemplar Colorize: 'target' \(image 0 of the batch\) has 4 channels.*"
             r"Split Image with Alpha"),
         (2, r"'target' \(image 0 of the batch\) expected 1 or 3 channels"),
     ],
@@ -80,7 +80,8 @@ def test_reference_must_be_one_colour_image(logic, lite, cat_pair):
         logic.run_match(lite[2], core_t, several, config, "DenseMatch")
     # the core owns the policy: a gray reference (even with JPEG noise) is refused, phrased here
     noisy = (core_t + torch.rand_like(core_t) * 0.5 / 255).clamp(0, 1)
-    with pytest.raises(logic.NodeInputError, match=r"DenseMatch: reference: has no colour.*swapped"):
+    with pytest.raises(logic.NodeInputError,
+                       match=r"Dense Match: reference: has no colour.*swapped"):
         logic.run_match(lite[2], core_t, noisy, config, "DenseMatch")
 
 
@@ -88,7 +89,7 @@ def test_too_small_target_is_refused_by_the_core_and_phrased(logic, lite, cat_pa
     _, reference = cat_pair
     small = logic.image_to_core(torch.rand(1, 16, 64, 3), "target", "ExemplarColorize")
     with pytest.raises(logic.NodeInputError,
-                       match=r"DeepExemplar ExemplarColorize: targets\[0\].*16.*32"):
+                       match=r"DeepExemplar Colorize: targets\[0\].*16.*32"):
         logic.run_colorize(lite[2], small, logic.reference_to_core(reference, "n"),
                            logic.make_config("ExemplarColorize", SIZE), "ExemplarColorize")
 
@@ -147,17 +148,18 @@ def test_missing_paper_weights_name_folder_and_fix(logic, tmp_path, monkeypatch)
     monkeypatch.setenv("DEEPEXEMPLAR_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DEEPEXEMPLAR_HF_REPO", raising=False)
     with pytest.raises(logic.NodeInputError,
-                       match=r"(?s)LoadGrayVGG.*vgg19_bn_gray.*Fix: put.*models/deepexemplar/"):
+                       match=r"(?s)Load Backbone.*vgg19_bn_gray.*Fix: put.*models/deepexemplar/"):
         logic.load_backbone(logic.PAPER_BACKBONE_AUTO, None, allow_download=False,
                             search_dirs=[str(tmp_path)])
-    with pytest.raises(logic.NodeInputError, match=r"(?s)LoadColorNet.*none: weights-free"):
+    with pytest.raises(logic.NodeInputError,
+                       match=r"(?s)Load Colorization Network.*none: weights-free"):
         logic.load_colornet(logic.PAPER_COLORNET_AUTO, None, allow_download=False,
                             search_dirs=[str(tmp_path)])
 
 
 def test_wrong_file_in_colornet_loader(logic, tiny_paper_weights):
     with pytest.raises(logic.NodeInputError,
-                       match=r"(?s)LoadColorNet: cannot load.*not ExampleColorNet"):
+                       match=r"(?s)Load Colorization Network: cannot load.*not ExampleColorNet"):
         logic.load_colornet("vgg.safetensors", str(tiny_paper_weights["gray_vgg"]),
                             allow_download=False, search_dirs=())
 
@@ -167,7 +169,7 @@ def test_paper_colornet_refuses_lite_backbone(logic, lite, tiny_paper_weights):
     colornet = logic.load_colornet("net.safetensors", str(tiny_paper_weights["colornet"]),
                                    allow_download=False, search_dirs=())
     assert colornet.provenance.trained_on_backbone == "gray_vgg" and colornet.provenance.sha256
-    with pytest.raises(logic.NodeInputError, match=r"trained on the 'gray_vgg'.*LoadGrayVGG"):
+    with pytest.raises(logic.NodeInputError, match=r"trained on the 'gray_vgg'.*Load Backbone"):
         logic.assemble_models(backbone, colornet, "cpu", "ExemplarColorize")
 
 
@@ -271,7 +273,7 @@ def test_interrupt_from_progress_callback_propagates(logic, lite, cat_pair):
 
 
 def test_core_value_errors_become_node_errors(logic):
-    with pytest.raises(logic.NodeInputError, match=r"DeepExemplar ExemplarColorize: strength"):
+    with pytest.raises(logic.NodeInputError, match=r"DeepExemplar Colorize: strength"):
         logic.make_config("ExemplarColorize", SIZE, strength=9.0)
     with pytest.raises(logic.NodeInputError, match=r"DeepExemplar X: boom"), \
             logic.core_errors("X"):

@@ -93,7 +93,7 @@ def test_index_from_the_models_folder(nodes, backbone, cat_pair, tmp_path):
         assert best.shape == reference.shape
         torch.testing.assert_close(best, reference, atol=1 / 255 + 1e-6, rtol=0)
         assert top.shape[0] == 2 and str(photos / "cat.png") in scores.splitlines()[1]
-        with pytest.raises(ValueError, match="RecommendReference: the index 'gone'"):
+        with pytest.raises(ValueError, match="Recommend Reference: the index 'gone'"):
             _run(nodes.RecommendReference, target, backbone, "gone", 2, 0.25, True)
     finally:
         folder_paths.folder_names_and_paths[nodes.INDEX_FOLDER][0].remove(str(indexes))
@@ -136,7 +136,7 @@ def test_index_names_and_entries_stay_inside_their_folders(nodes, backbone, cat_
 
 def test_without_candidates_or_with_only_gray_ones(nodes, backbone, cat_pair):
     target, _ = cat_pair
-    with pytest.raises(ValueError, match="RecommendReference: no candidates"):
+    with pytest.raises(ValueError, match="Recommend Reference: no candidates"):
         _run(nodes.RecommendReference, target, backbone, nodes.NO_INDEX, 1, 0.25, True)
     with pytest.raises(ValueError, match="no colour candidate"):
         _run(nodes.RecommendReference, target, backbone, nodes.NO_INDEX, 1, 0.25, True,

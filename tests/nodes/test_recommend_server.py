@@ -84,28 +84,35 @@ def _chroma(image) -> float:
     return float((rgb.max(-1) - rgb.min(-1)).mean())
 
 
+#: The automatic-reference template.
+AUTO = "3_pick_the_reference_automatically"
+
+
 def _workflow() -> dict:
-    return json.loads((REPO / "workflows" / "api" / "auto_colorize.json").read_text())
+    return json.loads((REPO / "workflows" / "api" / f"{AUTO}.json").read_text())
 
 
 def test_auto_colorize_workflow_runs(client):
+    """A real choice: the gray portrait gets the colour portrait, not the cat or the rocket,
+    and the scores reach the page (Preview Any)."""
     from PIL import Image
 
-    entry = client.wait(client.queue_prompt(_workflow()), 600)
+    workflow = _workflow()
+    entry = client.wait(client.queue_prompt(workflow), 600)
     saved = _images(client, entry, "output")
-    target = Image.open(IMAGES / "deepexemplar_target_cat.jpg")
+    target = Image.open(IMAGES / workflow["1"]["inputs"]["image"])
     assert len(saved) == 1 and saved[0].size == target.size and _chroma(saved[0]) > 0.02
-    previews = _images(client, entry, "temp")
-    # k = 2, but the gray candidate is never recommended: only the colour cat is left (Image
-    # Batch resized it to the first candidate's size).
-    first = Image.open(IMAGES / "deepexemplar_target_cat_3.jpg")
-    assert len(previews) == 1 and previews[0].size == first.size
-    assert _chroma(previews[0]) > 0.02
+    scores = next(node for node, step in workflow.items() if step["class_type"] == "PreviewAny")
+    lines = "".join(entry["outputs"][scores]["text"]).splitlines()
+    assert lines[0].startswith("rank score") and len(lines) == 4  # k = 3 colour candidates
+    portrait = [step["inputs"]["image"] for step in workflow.values()
+                if step["class_type"] == "LoadImage"].index("deepexemplar_reference_portrait.jpg")
+    assert lines[1].startswith("1 ") and lines[1].endswith(f"candidate {portrait - 1}"), lines
 
 
 def test_auto_colorize_ui_workflow_as_served(client, server):
     workflow_mod = import_pack_module("comfy_client.workflow")
-    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/auto_colorize.json")
+    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/{AUTO}.json")
     prompt = workflow_mod.ui_to_api(ui, get_json(server[0] + "/object_info"))
     prompt["8"]["inputs"]["strength"] = 0.9  # not cached from the API run
     saved = _images(client, client.wait(client.queue_prompt(prompt), 600), "output")
@@ -122,6 +129,7 @@ def test_indexes_listed_from_models_folder_and_extra_paths(server):
 def test_index_workflow_picks_the_cat(client, server, index):
     workflow = _workflow()
     workflow["7"]["inputs"]["index"] = index
+    workflow["1"]["inputs"]["image"] = "deepexemplar_target_cat.jpg"
     del workflow["7"]["inputs"]["candidates"]
     entry = client.wait(client.queue_prompt(workflow), 600)
     previews = _images(client, entry, "temp")

@@ -125,12 +125,13 @@ def test_weights_listed_from_models_folder_and_extra_paths(server, tiny_paper_we
 def test_templates_are_served(server):
     templates = get_json(server[0] + "/api/workflow_templates")
     assert sorted(templates[PACK_NAME]) == sorted(p.stem for p in API.glob("*.json"))
-    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/colorize_photo.json")
+    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/1_colorize_a_photo.json")
     assert any(n["type"] == "DeepExemplar_ExemplarColorize" for n in ui["nodes"])
 
 
-@pytest.mark.parametrize(("name", "count"), [("colorize_photo", 1), ("inspect_correspondence", 1),
-                                             ("batch_one_reference", 3)])
+@pytest.mark.parametrize(("name", "count"), [("1_colorize_a_photo", 1),
+                                             ("4_inspect_the_matching", 1),
+                                             ("2_colorize_several_photos", 3)])
 def test_api_workflow_runs(client, server, name, count):
     entry = _run(client, _workflow(name))
     saved = _saved_images(client, entry)
@@ -141,7 +142,7 @@ def test_api_workflow_runs(client, server, name, count):
     for image in saved:
         assert image.size == target.size
         assert _chroma(image) > 0.02, "the result should be in colour"
-    if name == "inspect_correspondence":
+    if name == "4_inspect_the_matching":
         assert len(_saved_images(client, entry, "temp")) == 3
         previews = {node: _saved_images(client, {"outputs": {node: entry["outputs"][node]}},
                                         "temp")[0] for node in ("7", "8", "10")}
@@ -150,8 +151,9 @@ def test_api_workflow_runs(client, server, name, count):
         assert previews["10"].size == target.size  # the confidence mask, at the target's size
 
 
-@pytest.mark.parametrize(("name", "count"), [("colorize_photo", 1), ("inspect_correspondence", 1),
-                                             ("batch_one_reference", 3)])
+@pytest.mark.parametrize(("name", "count"), [("1_colorize_a_photo", 1),
+                                             ("4_inspect_the_matching", 1),
+                                             ("2_colorize_several_photos", 3)])
 def test_ui_workflow_runs_as_served(client, server, name, count):
     """The UI file, as the template browser serves it, converted with the live schemas, runs."""
     workflow_mod = import_pack_module("comfy_client.workflow")
@@ -163,7 +165,7 @@ def test_ui_workflow_runs_as_served(client, server, name, count):
 
 
 def test_paper_weights_workflow(client, tiny_paper_weights):
-    workflow = _workflow("colorize_photo")
+    workflow = _workflow("1_colorize_a_photo")
     workflow["3"]["inputs"]["weights"] = tiny_paper_weights["gray_vgg"].name
     workflow["4"]["inputs"]["weights"] = tiny_paper_weights["colornet"].name
     workflow["5"]["inputs"]["size"] = 64
@@ -172,18 +174,18 @@ def test_paper_weights_workflow(client, tiny_paper_weights):
 
 
 def test_bad_input_names_node_and_server_keeps_running(client, server):
-    workflow = _workflow("colorize_photo")
+    workflow = _workflow("1_colorize_a_photo")
     workflow["2"]["inputs"]["image"] = "deepexemplar_target_cat_2.jpg"  # gray "reference"
-    with pytest.raises(batch.ComfyError, match=r"DeepExemplar ExemplarColorize: reference: has "
+    with pytest.raises(batch.ComfyError, match=r"DeepExemplar Colorize: reference: has "
                                                r"no colour.*swapped"):
         _run(client, workflow)
-    workflow = _workflow("colorize_photo")
+    workflow = _workflow("1_colorize_a_photo")
     workflow["3"]["inputs"]["weights"] = "missing.safetensors"  # V3 nodes skip combo checks
-    with pytest.raises(batch.ComfyError, match=r"DeepExemplar LoadGrayVGG: the file "
+    with pytest.raises(batch.ComfyError, match=r"DeepExemplar Load Backbone: the file "
                                                r"'missing.safetensors' is no longer in models/"):
         _run(client, workflow)
     assert "system" in get_json(server[0] + "/system_stats")
-    assert len(_saved_images(client, _run(client, _workflow("colorize_photo")))) == 1
+    assert len(_saved_images(client, _run(client, _workflow("1_colorize_a_photo")))) == 1
 
 
 def test_batch_client_folder_run(client, tmp_path):
@@ -193,7 +195,7 @@ def test_batch_client_folder_run(client, tmp_path):
         shutil.copy2(REPO / "workflows" / "images" / name, inputs / name)
     lines = []
     results = batch.run_batch(
-        client, _workflow("colorize_photo"), sorted(inputs.iterdir()), tmp_path / "out",
+        client, _workflow("1_colorize_a_photo"), sorted(inputs.iterdir()), tmp_path / "out",
         reference=REPO / "workflows" / "images" / "deepexemplar_reference_cat.jpg",
         report=lines.append)
     assert [r.ok for r in results] == [True, True], [r.error for r in results]
@@ -202,7 +204,7 @@ def test_batch_client_folder_run(client, tmp_path):
 
 
 def test_interrupt_stops_a_running_prompt(client, server):
-    workflow = _workflow("batch_one_reference")
+    workflow = _workflow("2_colorize_several_photos")
     workflow["9"]["inputs"]["strength"] = 0.95  # not cached: the colorize node must run again
     workflow["9"]["inputs"]["size"] = 768  # long enough (seconds) to be interrupted mid-run
     prompt_id = client.queue_prompt(workflow)

@@ -90,6 +90,47 @@ def test_weights_folder_registered(v3):
     assert any(Path(p) == Path(folder_paths.models_dir) / "deepexemplar" for p in paths)
 
 
+def test_pack_creates_its_weights_folder(v3, tmp_path, monkeypatch):
+    import folder_paths
+
+    monkeypatch.setattr(folder_paths, "models_dir", str(tmp_path / "models"))
+    v3.register_weights_folder()
+    assert (tmp_path / "models" / "deepexemplar").is_dir()
+    folder_paths.folder_names_and_paths[v3.logic.WEIGHTS_FOLDER][0].remove(
+        str(tmp_path / "models" / "deepexemplar"))
+
+
+def test_loaders_list_only_files_of_their_network(v3, weights_folder, tmp_path):
+    """By manifest (``network``), else by tensor names; files of unknown content stay listed."""
+    import folder_paths
+
+    from deepexemplar_core.weights import write_manifest
+
+    folder = weights_folder["dir"]
+    lite_named = folder / "renamed_backbone.safetensors"  # gray VGG keys, manifest says lite
+    lite_named.write_bytes(weights_folder["gray_vgg"].read_bytes())
+    write_manifest(lite_named, network="EfficientNetLite0", family="lite", source="test",
+                   source_sha256="0" * 64, licence="test")
+    (folder / "mystery.safetensors").write_bytes(b"not safetensors")
+    folder_paths.filename_list_cache.clear()
+    try:
+        def options(node):
+            return node.GET_NODE_INFO_V1()["input"]["required"]["weights"][1]["options"]
+
+        gray, colour = options(v3.LoadGrayVGG), options(v3.LoadColorNet)
+        assert weights_folder["gray_vgg"].name in gray
+        assert weights_folder["colornet"].name not in gray
+        assert weights_folder["colornet"].name in colour
+        assert weights_folder["gray_vgg"].name not in colour
+        assert lite_named.name not in gray and lite_named.name not in colour
+        assert "mystery.safetensors" in gray and "mystery.safetensors" in colour
+    finally:
+        for path in (lite_named, lite_named.with_name("renamed_backbone.manifest.json"),
+                     folder / "mystery.safetensors"):
+            path.unlink()
+        folder_paths.filename_list_cache.clear()
+
+
 def test_loader_lists_files_and_fingerprints_them(v3, weights_folder):
     options = v3.LoadGrayVGG.GET_NODE_INFO_V1()["input"]["required"]["weights"][1]["options"]
     assert options[:2] == [v3.logic.BUILTIN_LITE, v3.logic.PAPER_BACKBONE_AUTO]
@@ -132,9 +173,10 @@ def test_paper_chain_on_generated_weights(v3, weights_folder, cat_pair):
 @pytest.mark.parametrize(
     ("target", "reference", "message"),
     [
-        ("rgba", "colour", r"ExemplarColorize: 'target' \(image 0 of the batch\) has 4 channels"),
-        ("gray", "gray", r"ExemplarColorize: reference: has no colour.*swapped"),
-        ("gray", "batch", r"ExemplarColorize: reference: .*a batch of 2.*ImageFromBatch"),
+        ("rgba", "colour",
+         r"DeepExemplar Colorize: 'target' \(image 0 of the batch\) has 4 channels"),
+        ("gray", "gray", r"DeepExemplar Colorize: reference: has no colour.*swapped"),
+        ("gray", "batch", r"DeepExemplar Colorize: reference: .*a batch of 2.*ImageFromBatch"),
     ],
 )
 def test_bad_inputs_raise_node_errors(v3, lite_models, cat_pair, target, reference, message):
@@ -149,8 +191,8 @@ def test_bad_inputs_raise_node_errors(v3, lite_models, cat_pair, target, referen
 def test_mismatched_correspondence_is_refused(v3, lite_models, cat_pair):
     target, reference = cat_pair
     corr = _run(v3.DenseMatch, target, reference, lite_models[0], SIZE)[0]
-    with pytest.raises(ValueError, match=r"ExemplarColorize: match: computed for 1 target.*"
-                                         r"got 3.*connect the same target images to DenseMatch"):
+    with pytest.raises(ValueError, match=r"DeepExemplar Colorize: match: computed for 1 target.*"
+                                         r"got 3.*connect the same target images to Dense Match"):
         _run(v3.ExemplarColorize, target.expand(3, -1, -1, -1), reference, *lite_models, 1.0, SIZE,
              "guided", corr)
 
@@ -166,5 +208,6 @@ def test_interrupt_stops_the_node(v3, mm, lite_models, cat_pair):
 
 
 def test_missing_file_names_the_folder(v3):
-    with pytest.raises(ValueError, match=r"LoadColorNet: the file 'gone.safetensors' is no longer"):
+    with pytest.raises(ValueError,
+                       match=r"Load Colorization Network: the file 'gone.safetensors' is no longer"):
         _run(v3.LoadColorNet, "gone.safetensors", False)

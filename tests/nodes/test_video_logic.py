@@ -84,7 +84,7 @@ def test_interruption_stops_between_frames(video_logic, temporal, chelsea_rgb):
 
 
 def test_bad_inputs_name_the_node(video_logic, temporal, logic):
-    with pytest.raises(logic.NodeInputError, match="VideoTemporalSmooth: lam: expected a number"):
+    with pytest.raises(logic.NodeInputError, match="Video Temporal Smooth: lam: expected a number"):
         video_logic.make_temporal_config("bonneel", -1.0, "medium", 0.2)
     config = video_logic.make_temporal_config("fast", 0.05, "medium", 0.2)
     with pytest.raises(logic.NodeInputError, match=r"expected an RGB IMAGE batch .*got \(2, 8, 8, 4\)"):

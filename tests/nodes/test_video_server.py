@@ -82,7 +82,7 @@ def test_pack_generates_the_example_clip(server):
     assert (server[1] / "input" / CLIP).is_file()
 
 
-@pytest.mark.parametrize("name", ["colorize_video", "colorize_video_keyframe"])
+@pytest.mark.parametrize("name", ["5_colorize_a_video", "6_colorize_a_video_from_a_key_frame"])
 def test_video_workflow_runs(client, server, name, tmp_path):
     workflow = json.loads((API / f"{name}.json").read_text())
     entry = client.wait(client.queue_prompt(workflow), 900)
@@ -94,7 +94,7 @@ def test_video_workflow_runs(client, server, name, tmp_path):
 
 def test_ui_video_workflow_runs_as_served(client, server, tmp_path):
     workflow_mod = import_pack_module("comfy_client.workflow")
-    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/colorize_video.json")
+    ui = get_json(server[0] + f"/api/workflow_templates/{PACK_NAME}/5_colorize_a_video.json")
     prompt = workflow_mod.ui_to_api(ui, get_json(server[0] + "/object_info"))
     prompt["7"]["inputs"]["mode"] = "fast"
     entry = client.wait(client.queue_prompt(prompt), 900)
@@ -103,7 +103,7 @@ def test_ui_video_workflow_runs_as_served(client, server, tmp_path):
 
 
 def test_bad_widget_names_the_node_and_server_keeps_running(client, server):
-    workflow = json.loads((API / "colorize_video.json").read_text())
+    workflow = json.loads((API / "5_colorize_a_video.json").read_text())
     workflow["7"]["inputs"]["flow_preset"] = "slow"
     with pytest.raises(batch.ComfyError, match="flow_preset"):
         client.wait(client.queue_prompt(workflow), 300)

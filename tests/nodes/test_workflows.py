@@ -35,7 +35,7 @@ def _load(path: Path) -> dict:
 
 def test_every_workflow_has_a_twin():
     names = {p.stem for p in API_FILES}
-    assert {"colorize_photo", "inspect_correspondence", "batch_one_reference"} <= names
+    assert {"1_colorize_a_photo", "2_colorize_several_photos", "4_inspect_the_matching"} <= names
     assert names == {p.stem for p in UI_FILES}, "every UI workflow needs an API twin and back"
 
 
@@ -85,14 +85,14 @@ def test_pack_nodes_in_snapshot_offer_builtins(object_info, logic):
     ],
 )
 def test_checker_reports_broken_workflows(object_info, edit, message):
-    workflow = _load(WORKFLOWS / "api" / "colorize_photo.json")
+    workflow = _load(WORKFLOWS / "api" / "1_colorize_a_photo.json")
     edit(workflow)
     problems = check_api_workflow(workflow, object_info)
     assert any(message in p for p in problems), problems
 
 
 def test_ui_round_trip_and_widget_order(object_info):
-    api = _load(WORKFLOWS / "api" / "inspect_correspondence.json")
+    api = _load(WORKFLOWS / "api" / "4_inspect_the_matching.json")
     ui = api_to_ui(api, object_info)
     assert ui_to_api(ui, object_info) == api
     assert widget_slots(object_info["LoadImage"]) == [("image", 1)]
@@ -105,8 +105,59 @@ def test_ui_round_trip_and_widget_order(object_info):
 def test_ui_widget_count_mismatch_is_an_error(object_info):
     WorkflowError = workflow_tools.WorkflowError  # noqa: N806
 
-    ui = _load(WORKFLOWS / "colorize_photo.json")
+    ui = _load(WORKFLOWS / "1_colorize_a_photo.json")
     node = next(n for n in ui["nodes"] if n["type"] == "DeepExemplar_ExemplarColorize")
     node["widgets_values"].append("extra")
     with pytest.raises(WorkflowError, match="4 widget values, the schema has 3"):
         ui_to_api(ui, object_info)
+
+
+IMAGES = WORKFLOWS / "images"
+
+
+def test_example_images_are_small_and_licensed():
+    """Every shipped example image is under 200 KB and named, with its licence, in LICENSE."""
+    licence = (IMAGES / "LICENSE").read_text(encoding="utf-8")
+    images = sorted(IMAGES.glob("*.jpg"))
+    assert len(images) >= 7
+    for path in images:
+        assert path.stat().st_size < 200_000, path.name
+        assert path.name in licence, f"{path.name} has no licence entry in {IMAGES / 'LICENSE'}"
+    assert "CC0" in licence and "public domain" in licence
+
+
+def test_recommendation_demo_chooses_among_colour_photos_and_shows_scores(object_info):
+    """The automatic-reference workflow: several colour candidates (no gray one), one of them a
+    portrait for the gray portrait target, and the scores output shown by a Preview node."""
+    import numpy as np
+    from PIL import Image
+
+    api = _load(WORKFLOWS / "api" / "3_pick_the_reference_automatically.json")
+    recommend = next(k for k, n in api.items()
+                     if n["class_type"] == "DeepExemplar_RecommendReference")
+
+    def sources(node_id: str) -> list[str]:  # the LoadImage images feeding a node
+        node = api[node_id]
+        if node["class_type"] == "LoadImage":
+            return [node["inputs"]["image"]]
+        return [name for value in node["inputs"].values() if isinstance(value, list)
+                for name in sources(value[0])]
+
+    candidates = sources(api[recommend]["inputs"]["candidates"][0])
+    assert len(candidates) >= 3 and "deepexemplar_reference_portrait.jpg" in candidates
+    for name in candidates:
+        rgb = np.asarray(Image.open(IMAGES / name).convert("RGB"), dtype=np.float32) / 255
+        assert float((rgb.max(-1) - rgb.min(-1)).mean()) > 0.05, f"{name} is not a colour photo"
+    shown = [n for n in api.values() if n["class_type"] in ("PreviewAny", "PreviewImage")
+             and n["inputs"].get("source", n["inputs"].get("images")) == [recommend, 2]]
+    assert shown, "the scores output goes nowhere"
+
+
+def test_templates_are_named_for_what_they_do_and_numbered():
+    """ComfyUI 0.3.64 shows a pack's template by its file name (title and description) in the
+    server's directory order: names say what each does, numbered from the simplest."""
+    stems = [p.stem for p in UI_FILES]
+    assert [int(s.split("_", 1)[0]) for s in stems] == list(range(1, len(stems) + 1)), stems
+    for stem in stems:
+        words = stem.split("_")[1:]
+        assert len(words) >= 3 and all(w.isalpha() and w.islower() for w in words), stem
