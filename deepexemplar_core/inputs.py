@@ -19,6 +19,7 @@ __all__ = [
     "MAX_SIZE",
     "MAX_WORK_PIXELS",
     "MIN_SIDE",
+    "TRAINED_SIZE",
     "ImageError",
     "InputError",
     "PrecomputedError",
@@ -37,6 +38,10 @@ MIN_SIDE = 32
 #: Most pixels of a working image (2048 x 2048): bounds the work of any input, whatever its
 #: aspect or the requested size.
 MAX_WORK_PIXELS = 2048 * 2048
+
+#: The working short side the authors' models were trained at (the default ``size``); a larger
+#: size is never applied to a smaller image (:func:`working_size`).
+TRAINED_SIZE = 256
 
 #: Largest accepted working short side (``ColorizeConfig.size``).
 MAX_SIZE = 2048
@@ -85,9 +90,11 @@ class PrecomputedError(InputError):
 def working_size(height: int, width: int, size: int, max_pixels: int | None = None) -> tuple[int, int]:
     """Working resolution for an image of ``height x width``.
 
-    The short side becomes ``size`` (0 keeps the native size); a ``size`` above the image's short
-    side keeps the native size too (upsampling adds time, not detail: 2048 on a 192 px photo
-    took 190 s), and an info message says so. When the result would exceed ``max_pixels``
+    The short side becomes ``size`` (0 keeps the native size). A ``size`` above both
+    :data:`TRAINED_SIZE` and the image's short side is lowered to the larger of the two, with an
+    info message: upsampling a small image beyond the size the models were trained at adds time,
+    not detail (2048 on a 192 px photo took 190 s), while sizes up to 256 keep their result.
+    When the result would exceed ``max_pixels``
     (default :data:`MAX_WORK_PIXELS`, whatever the aspect, e.g. a 300x40000 strip) both sides
     shrink by the same factor until it fits, and a warning says so. Both sides are then floored
     to a multiple of 8, as the authors' colour net requires (A.3).
@@ -100,14 +107,15 @@ def working_size(height: int, width: int, size: int, max_pixels: int | None = No
     (256, 336)
     >>> working_size(300, 40000, 256)   # 256 x 34133 would be 8.7 M pixels: capped
     (176, 23648)
-    >>> working_size(192, 288, 2048)   # never above the image's own size
-    (192, 288)
+    >>> working_size(192, 288, 2048)   # above the image and 256: lowered to 256
+    (256, 384)
     """
     max_pixels = MAX_WORK_PIXELS if max_pixels is None else max_pixels
-    if size > min(height, width):
-        logger.info("working size %d exceeds the image's short side (%dx%d); using the native "
-                    "size", size, height, width)
-        size = 0
+    ceiling = max(TRAINED_SIZE, min(height, width))
+    if size > ceiling:
+        logger.info("working size %d exceeds both %d and the image's short side (%dx%d); using %d",
+                    size, TRAINED_SIZE, height, width, ceiling)
+        size = ceiling
     if size:
         scale = size / min(height, width)
         height, width = round(height * scale), round(width * scale)

@@ -100,8 +100,9 @@ class ColorizeConfig:
     """Settings of :func:`colorize`.
 
     Attributes:
-        size: working short side in pixels (floored to a multiple of 8); 0 keeps the native size,
-            and so does a size above an image's short side. The authors' models were trained at
+        size: working short side in pixels (floored to a multiple of 8); 0 keeps the native size;
+            a size above 256 is never applied to a smaller image (see ``inputs.working_size``).
+            The authors' models were trained at
             256.
         upsample: ``"guided"`` (edge-aware, guided by the full-resolution L) or ``"bicubic"``
             (the authors' behaviour).

@@ -31,9 +31,9 @@ from .common import (
 from .recommend_nodes import NODES as RECOMMEND_NODES
 from .video_nodes import NODES as VIDEO_NODES
 
-SIZE_TOOLTIP = ("Working short side in pixels (floored to a multiple of 8; never above the "
-                "image's own short side). The authors' models were trained at 256; larger is "
-                "slower and finer. The output keeps the input size.")
+SIZE_TOOLTIP = ("Working short side in pixels (floored to a multiple of 8; above 256, never more "
+                "than the image's own short side). The authors' models were trained at 256; "
+                "larger is slower and finer. The output keeps the input size.")
 
 
 def register_weights_folder() -> None:

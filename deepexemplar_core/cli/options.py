@@ -26,8 +26,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo-id", default=None, help="Hub repository of the converted weights")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--size", type=int, default=256,
-                        help="working short side in pixels (0 = native; never above an image's "
-                             "own); the models were trained at 256")
+                        help="working short side in pixels (0 = native; above 256 never more than "
+                             "an image's own); the models were trained at 256")
     parser.add_argument("--upsample", choices=("guided", "bicubic"), default="guided",
                         help="chroma upsampling to full resolution (bicubic = the authors')")
     parser.add_argument("--strength", type=float, default=1.0,

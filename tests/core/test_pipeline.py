@@ -46,22 +46,23 @@ def test_working_size_floors_to_multiples_of_eight():
         working_size(20, 400, 0)
 
 
-def test_working_size_never_exceeds_the_image():
-    """A size above the short side (2048 on a 192 px photo took 190 s) keeps the native size;
-    sizes up to the short side keep today's result."""
-    assert working_size(192, 288, 2048) == (192, 288)
-    assert working_size(197, 301, 256) == (192, 296)
+def test_working_size_never_exceeds_the_image_beyond_the_trained_size():
+    """A size above both 256 and the short side (2048 on a 192 px photo took 190 s) is lowered
+    to the larger of the two; sizes up to 256, or up to the short side, keep today's result."""
+    assert working_size(192, 288, 2048) == (256, 384)
+    assert working_size(600, 900, 2048) == (600, 896)
+    assert working_size(197, 301, 256) == (256, 384)
     assert working_size(192, 288, 192) == (192, 288)
     assert working_size(300, 451, 296) == (296, 440)
 
 
-def test_size_above_the_image_gives_the_native_result(lite, chelsea_rgb):
+def test_size_above_a_small_image_gives_the_trained_size_result(lite, chelsea_rgb):
     small = torch.nn.functional.interpolate(chelsea_rgb[None], size=(64, 96), mode="area")[0]
     target = _gray(small)
-    native = colorize(target, small, lite, ColorizeConfig(size=0))
+    trained = colorize(target, small, lite, ColorizeConfig(size=256))
     oversized = colorize(target, small, lite, ColorizeConfig(size=2048))
     assert oversized.images[0].shape == (3, 64, 96)
-    assert torch.equal(oversized.images[0], native.images[0])
+    assert torch.equal(oversized.images[0], trained.images[0])
 
 
 def test_self_reference_restores_colours_at_original_size(lite, chelsea_rgb):

@@ -333,7 +333,7 @@ def test_video_template_saves_with_fps_unlinked(page, server, name):
 
 def test_size_above_the_image_runs_at_the_image_size(page, server):
     """``size`` 2048 on the 192 px example (issue 17, item 17) took 190 s for a 192 px result:
-    the working size is capped to the image, so it takes what the native size takes."""
+    the working size is lowered to 256 (the image is smaller), so it takes what 256 takes."""
     from PIL import Image
 
     _open(page, "1_colorize_a_photo")
