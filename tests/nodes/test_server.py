@@ -147,7 +147,7 @@ def test_api_workflow_runs(client, server, name, count):
     if name == "4_inspect_the_matching":
         from deepexemplar_core.pipeline import working_size
 
-        # the working size: 256, or the image's own short side when that is smaller
+        # the working size the core uses for the workflow's size 256
         height, width = working_size(target.height, target.width, 256)
         assert len(_saved_images(client, entry, "temp")) == 3
         previews = {node: _saved_images(client, {"outputs": {node: entry["outputs"][node]}},
