@@ -115,11 +115,13 @@ def test_object_info_lists_every_node_without_import_failure(server):
 
 
 def test_weights_listed_from_models_folder_and_extra_paths(server, tiny_paper_weights):
-    info = get_json(server[0] + "/object_info/DeepExemplar_LoadColorNet")
-    options = info["DeepExemplar_LoadColorNet"]["input"]["required"]["weights"][1]["options"]
     files = {tiny_paper_weights[name].name for name in ("gray_vgg", "colornet")}
-    assert files <= set(options)  # models/deepexemplar and the extra_model_paths.yaml folder
     assert files <= set(get_json(server[0] + "/models/deepexemplar"))
+    # each loader lists the files of its own network (here found by their tensor names)
+    for node, name in (("LoadColorNet", "colornet"), ("LoadGrayVGG", "gray_vgg")):
+        info = get_json(server[0] + f"/object_info/DeepExemplar_{node}")
+        options = info[f"DeepExemplar_{node}"]["input"]["required"]["weights"][1]["options"]
+        assert (files & set(options)) == {tiny_paper_weights[name].name}, (node, options)
 
 
 def test_templates_are_served(server):
@@ -143,11 +145,15 @@ def test_api_workflow_runs(client, server, name, count):
         assert image.size == target.size
         assert _chroma(image) > 0.02, "the result should be in colour"
     if name == "4_inspect_the_matching":
+        from deepexemplar_core.pipeline import working_size
+
+        # the working size the core uses for the workflow's size 256
+        height, width = working_size(target.height, target.width, 256)
         assert len(_saved_images(client, entry, "temp")) == 3
         previews = {node: _saved_images(client, {"outputs": {node: entry["outputs"][node]}},
                                         "temp")[0] for node in ("7", "8", "10")}
-        assert previews["7"].size == (5 * 256, 2 * 256)  # 2 directions x 5 levels of maps
-        assert previews["8"].size == (256, 256) and _chroma(previews["8"]) > 0.02  # warped
+        assert previews["7"].size == (5 * width, 2 * height)  # 2 directions x 5 levels of maps
+        assert previews["8"].size == (width, height) and _chroma(previews["8"]) > 0.02  # warped
         assert previews["10"].size == target.size  # the confidence mask, at the target's size
 
 

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pack_import import import_pack_module
 
 SNAPSHOT = Path(__file__).parent / "data" / "object_info.json"
 
@@ -99,7 +100,7 @@ def test_every_node_is_found_by_the_words_users_search(comfy):
         if node in v3.NODES:  # the five colorization nodes say what they do with the reference
             assert "colori" in schema.description.lower(), schema.node_id
             assert "reference" in schema.description, schema.node_id
-        aliases = v3.SEARCH_ALIASES[schema.node_id.removeprefix("DeepExemplar_")]
+        aliases = import_pack_module("nodes.common").SEARCH_ALIASES[schema.node_id.removeprefix("DeepExemplar_")]
         assert {"colorization", "colorize", "exemplar", "reference"} <= set(aliases)
         if supported:
             assert schema.search_aliases == aliases
