@@ -22,6 +22,8 @@ from deepexemplar_core.cli import (
 )
 from deepexemplar_core.video import open_video, write_frame_folder, write_video
 
+pytestmark = pytest.mark.e2e  # the video command end to end (decode, colorize, smooth, encode)
+
 FAST = ["--size", "64", "--chunk", "4", "--quiet", "--device", "cpu"]
 
 
@@ -174,7 +176,6 @@ def test_interrupted_run_leaves_nothing(clips, tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.e2e
 def test_sigterm_leaves_nothing(tmp_path):
     """A real SIGTERM to a running ``deepexemplar video`` process: exit 143, no file left."""
     import os

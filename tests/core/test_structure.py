@@ -91,7 +91,9 @@ def test_weights_and_matching_import_nothing_upward(room):
     """``weights/`` and ``matching/`` sit below the stages: no import of a network, the pipeline,
     the CLI or the authors' release (whose converters import the networks)."""
     graph = _graph(CORE)
-    for module in sorted(m for m in graph if m.split(".")[1:2] == [room]):
+    modules = sorted(m for m in graph if m.split(".")[1:2] == [room])
+    assert modules, f"no module in {room}/"  # an empty graph would pass anything
+    for module in modules:
         upward = sorted(m for m in graph[module] if m.startswith(UPWARD))
         assert not upward, f"{module} imports {upward}"
 
@@ -103,8 +105,8 @@ def test_the_upward_check_sees_an_upward_import(tmp_path, monkeypatch):
     (fake / "backbones").mkdir()
     (fake / "backbones" / "__init__.py").write_text("")
     (fake / "weights" / "__init__.py").write_text("from ..backbones import load_backbone\n")
-    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
-    monkeypatch.setattr(sys.modules[__name__], "CORE", fake)
+    monkeypatch.setitem(globals(), "REPO", tmp_path)  # what _graph() reads
+    monkeypatch.setitem(globals(), "CORE", fake)
     with pytest.raises(AssertionError, match="deepexemplar_core.weights imports "
                                              r"\['deepexemplar_core.backbones'\]"):
         test_weights_and_matching_import_nothing_upward("weights")

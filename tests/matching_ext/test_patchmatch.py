@@ -378,14 +378,14 @@ def test_op_checks_name_the_argument(ext):
 
 
 def test_cpp_matches_library_reference(ext):
-    from deepexemplar_core.matching import patchmatch_reference as module
+    from deepexemplar_core.matching.patchmatch_reference import patchmatch_reference
     from deepexemplar_core.matching.window_reference import window_search_reference
 
     gen = torch.Generator().manual_seed(31)
     src, tgt = features(gen, 2, 16, 17, 19), features(gen, 1, 16, 15, 20)
     kw = dict(patch_size=3, iterations=3, radius=20, jumps=(8, 4, 2, 1), seed=5, level=1)
     nnf, score, _ = patchmatch(src, tgt, None, backend="cpp", **kw)
-    ref = module.patchmatch_reference(src, tgt, None, **kw)
+    ref = patchmatch_reference(src, tgt, None, **kw)
     same = (nnf == ref[0]).all(-1).float().mean().item()
     assert same >= 0.999 and (score - ref[1]).abs().max().item() < 1e-5
     init = torch.randint(0, 15, (2, 17, 19, 2), generator=gen)
