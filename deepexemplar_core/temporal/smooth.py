@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ __all__ = [
     "TemporalConfig",
     "TemporalResult",
     "TemporalSmoother",
+    "smooth_iter",
     "temporal_smooth",
 ]
 
@@ -305,6 +306,58 @@ class TemporalSmoother:
         return weight, flow_time, time.perf_counter() - start, warped[1:3]
 
 
+def smooth_iter(
+    frames: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    config: TemporalConfig | None = None,
+    *,
+    device: torch.device | str | None = None,
+) -> Iterator[SmoothedFrame]:
+    """Smooth a clip frame by frame as it streams: the one loop every product runs.
+
+    Each ``(l, ab)`` pair is pulled only when the previous frame has been yielded, and only the
+    previous frame is kept, so memory does not depend on the clip's length (a generator of a
+    film's frames works). :func:`temporal_smooth` collects this.
+
+    Args:
+        frames: iterable of ``(l, ab)``: ``l`` ``(1, H, W)`` float32 L in [0, 100] (never
+            changed), ``ab`` ``(2, H, W)`` float32 per-frame chroma, in playing order.
+        config: settings; ``None`` uses the defaults (``bonneel``).
+        device: where the smoothing runs; ``None`` uses the device of the first ``ab`` frame.
+
+    Yields:
+        :class:`SmoothedFrame` per input frame, in order, its ``ab`` on the device of that
+        frame's input ``ab``.
+
+    Raises:
+        TypeError, ValueError: a bad ``config`` or ``frames`` (at the call), a pair that is not
+            ``(l, ab)`` or a bad frame (the message names the argument; when it is reached).
+
+    Example:
+        >>> l = torch.rand(3, 1, 32, 32) * 100; ab = torch.randn(3, 2, 32, 32)
+        >>> [f.ab.shape[0] for f in smooth_iter(zip(l, ab), TemporalConfig(mode="fast"))]
+        [2, 2, 2]
+    """
+    if isinstance(frames, (str, bytes, torch.Tensor)) or not isinstance(frames, Iterable):
+        raise TypeError(
+            f"frames: expected an iterable of (l, ab) pairs, got {type(frames).__name__}"
+        )
+    return _smoothed(TemporalSmoother(config, device), frames)
+
+
+def _smoothed(
+    smoother: TemporalSmoother, frames: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> Iterator[SmoothedFrame]:
+    """The generator of :func:`smooth_iter` (whose arguments are checked when it is called)."""
+    for index, pair in enumerate(frames):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"frames: item {index} is not an (l, ab) pair")
+        l, ab = pair
+        frame = smoother.step(l, ab)
+        if frame.ab.device != ab.device:
+            frame = replace(frame, ab=frame.ab.to(ab.device))
+        yield frame
+
+
 def _frames(name: str, frames: object, channels: int) -> tuple[Iterable[torch.Tensor], int]:
     """``(N, C, H, W)`` tensor or iterable of ``(C, H, W)`` -> (iterable, N or 0 if unknown)."""
     if isinstance(frames, torch.Tensor):
@@ -316,6 +369,21 @@ def _frames(name: str, frames: object, channels: int) -> tuple[Iterable[torch.Te
             f"got {type(frames).__name__}"
         )
     return frames, len(frames) if isinstance(frames, Sequence) else 0
+
+
+def _paired(
+    frames_l: Iterable[torch.Tensor], frames_ab: Iterable[torch.Tensor]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Zip two clips lazily; raises when one ends before the other."""
+    sentinel = object()
+    iter_l, iter_ab = iter(frames_l), iter(frames_ab)
+    while True:
+        l, ab = next(iter_l, sentinel), next(iter_ab, sentinel)
+        if l is sentinel or ab is sentinel:
+            if l is not ab:
+                raise ValueError("frames_l and frames_ab: the clips have different lengths")
+            return
+        yield l, ab
 
 
 def temporal_smooth(
@@ -349,27 +417,16 @@ def temporal_smooth(
         >>> bool(torch.equal(res.ab, ab))
         True
     """
-    config = TemporalConfig() if config is None else config
-    if not isinstance(config, TemporalConfig):
-        raise TypeError(f"config: expected a TemporalConfig, got {type(config).__name__}")
     it_l, total = _frames("frames_l", frames_l, 1)
     it_ab, total_ab = _frames("frames_ab", frames_ab, 2)
     if total and total_ab:
         _checks.check_same("frames_l length", total, "frames_ab length", total_ab)
     total = total or total_ab
-    smoother = TemporalSmoother(config, device)
     start = time.perf_counter()
     outs, cuts, residuals, means, timings = [], [], [], [], {}
-    sentinel = object()
-    iter_l, iter_ab = iter(it_l), iter(it_ab)
-    while True:
-        l, ab = next(iter_l, sentinel), next(iter_ab, sentinel)
-        if l is sentinel or ab is sentinel:
-            if l is not ab:
-                raise ValueError("frames_l and frames_ab: the clips have different lengths")
-            break
-        frame = smoother.step(l, ab)
-        outs.append(frame.ab.to(ab.device))
+    frames = smooth_iter(_paired(it_l, it_ab), config, device=device)
+    for frame in frames:
+        outs.append(frame.ab)
         if frame.scene_cut:
             cuts.append(len(outs) - 1)
         residuals.append(frame.residual)
