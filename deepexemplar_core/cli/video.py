@@ -57,7 +57,8 @@ def register(subparsers) -> None:
     parser.add_argument("--temporal", choices=("off", "fast", "bonneel"), default="bonneel",
                         help="temporal smoothing (default bonneel; fast for previews)")
     parser.add_argument("--lambda", dest="lam", type=float, default=None,
-                        help="temporal weight of the bonneel mode (larger = steadier)")
+                        help="temporal weight of the bonneel mode at 480 lines, scaled for "
+                             "other sizes (larger = steadier)")
     parser.add_argument("--flow-preset", choices=("auto", "ultrafast", "fast", "medium"),
                         default=None,
                         help="optical flow preset of the temporal smoothing (default auto: fast "

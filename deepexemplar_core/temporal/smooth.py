@@ -32,6 +32,7 @@ from .solver import solve_screened_poisson
 
 __all__ = [
     "AUTO_FLOW_PRESETS",
+    "LAM_SIDE",
     "MODES",
     "SmoothedFrame",
     "TemporalConfig",
@@ -53,6 +54,9 @@ AUTO_FLOW_PRESETS = {"off": "medium", "fast": "fast", "bonneel": "medium"}
 #: Smallest accepted frame side in pixels (DIS needs a few patches).
 MIN_SIDE = 16
 
+#: The shorter frame side (pixels) at which ``TemporalConfig.lam`` applies as given.
+LAM_SIDE = 480
+
 
 @dataclass(frozen=True)
 class TemporalConfig:
@@ -61,9 +65,11 @@ class TemporalConfig:
     Attributes:
         mode: ``"off"`` (returns the input), ``"fast"`` (masked low-pass of the difference to
             the warped previous output) or ``"bonneel"`` (the screened-Poisson solve).
-        lam: Bonneel's temporal weight lambda, per pixel^2 at the frame's resolution. The solve
-            keeps the spatial frequencies of the per-frame result above a cutoff of about
-            ``sqrt(lam)`` cycles per pixel and takes the lower ones from the previous output;
+        lam: Bonneel's temporal weight lambda, per pixel^2 of a frame whose shorter side is
+            :data:`LAM_SIDE` (480) pixels; other sizes use :meth:`frame_lam`, ``lam (480 /
+            shorter side)^2``, so that the smoothing acts on the same share of the picture at
+            every resolution. The solve keeps the per-frame result's details smaller than about
+            ``1 / sqrt(frame_lam)`` pixels and takes the larger ones from the previous output;
             larger is steadier (more ghosting risk where the weight is wrong).
         flow_preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``, or ``"auto"``:
             the preset of :data:`AUTO_FLOW_PRESETS` for the mode (``fast`` for ``fast`` mode,
@@ -85,7 +91,7 @@ class TemporalConfig:
     """
 
     mode: str = "bonneel"
-    lam: float = 0.01
+    lam: float = 1.0
     flow_preset: str = "auto"
     flow_width: int = 960
     occlusion_check: bool = True
@@ -127,6 +133,15 @@ class TemporalConfig:
             raise ValueError(
                 f"solver_levels: expected an integer in [0, 8], got {self.solver_levels!r}"
             )
+
+    def frame_lam(self, height: int, width: int) -> float:
+        """Lambda for a ``height`` x ``width`` frame: ``lam (LAM_SIDE / min(height, width))^2``.
+
+        Example:
+            >>> TemporalConfig(lam=1.0).frame_lam(1080, 1920)
+            0.19753086419753085
+        """
+        return self.lam * (LAM_SIDE / min(height, width)) ** 2
 
     @property
     def dis_preset(self) -> str:
@@ -274,8 +289,9 @@ class TemporalSmoother:
             out = ab + masked_lowpass(diff, weight, cfg.fast_sigma, cfg.fast_min_weight)
             residual = None
         else:
-            screen = weight * cfg.lam
-            x0 = masked_lowpass(diff, weight, 1.0 / math.sqrt(cfg.lam), 1e-3)
+            lam = cfg.frame_lam(height, width)
+            screen = weight * lam
+            x0 = masked_lowpass(diff, weight, 1.0 / math.sqrt(lam), 1e-3)
             solved = solve_screened_poisson(
                 screen, screen * diff, x0, tol=cfg.tol, max_iter=cfg.max_iter,
                 coarse_levels=cfg.solver_levels,
