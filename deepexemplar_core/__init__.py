@@ -79,6 +79,7 @@ _EXPORTS = {
     "resolve_weights": "weights",
     "rgb_to_lab": "color",
     "similarity_maps": "similarity",
+    "smooth_iter": "temporal",
     "temporal_smooth": "temporal",
     "upsample_chroma": "upsample",
     "warp_colors": "warp",

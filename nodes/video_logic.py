@@ -104,8 +104,8 @@ def smooth_image_batch(
 ) -> tuple[torch.Tensor, SmoothReport]:
     """Smooth colorized frames over time; the luminance of each frame is kept.
 
-    Every frame is converted to CIELab, its ab channels go through the causal
-    ``TemporalSmoother`` in batch order, and L (unchanged) and the smoothed ab are converted back
+    Every frame is converted to CIELab, its ab channels go through the core's streaming
+    ``smooth_iter`` in batch order, and L (unchanged) and the smoothed ab are converted back
     to RGB (out-of-gamut colours lose chroma at constant L). One frame is on ``device`` at a time.
 
     Args:
@@ -118,9 +118,7 @@ def smooth_image_batch(
     Returns:
         ``(images (B, H, W, 3) float32, SmoothReport)``; with mode ``off`` the input itself.
     """
-    from deepexemplar_core.temporal import TemporalSmoother
-
-    from deepexemplar_core import l_ab_to_rgb, rgb_to_lab
+    from deepexemplar_core import l_ab_to_rgb, rgb_to_lab, smooth_iter
 
     frames = _frames_to_core(images)
     count = frames.shape[0]
@@ -128,16 +126,22 @@ def smooth_image_batch(
         if report is not None:
             report(count, count)
         return images, SmoothReport("off", (), (1.0,) * count)
-    smoother = TemporalSmoother(config, device=device)
     out = torch.empty(images.shape, dtype=torch.float32, device=output_device)
     cuts, weights = [], []
-    for index in range(count):
-        lab = rgb_to_lab(frames[index:index + 1].to(device).clamp(0.0, 1.0))[0]
-        step = smoother.step(lab[:1], lab[1:])
+    lums: list[torch.Tensor] = []  # the L of the frame inside smooth_iter
+
+    def pairs():
+        for index in range(count):
+            lab = rgb_to_lab(frames[index:index + 1].to(device).clamp(0.0, 1.0))[0]
+            lums.append(lab[:1])
+            yield lab[:1], lab[1:]
+
+    for index, step in enumerate(smooth_iter(pairs(), config, device=device)):
+        l = lums.pop()
         if step.scene_cut:
             cuts.append(index)
         weights.append(step.weight_mean)
-        rgb = l_ab_to_rgb(lab[:1], step.ab)
+        rgb = l_ab_to_rgb(l, step.ab)
         out[index] = rgb.movedim(0, -1).to(output_device)
         if report is not None:
             report(index + 1, count)

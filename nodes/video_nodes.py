@@ -37,8 +37,9 @@ class VideoTemporalSmooth(io.ComfyNode):
                 io.Float.Input(
                     "lam", display_name="lambda", default=defaults.lam, min=0.001,
                     max=10.0, step=0.005,
-                    tooltip="How strongly colours stick to the previous frame (bonneel mode). "
-                            "Larger = steadier but more risk of smearing."),
+                    tooltip="How strongly colours stick to the previous frame (bonneel mode), "
+                            "for 480-line frames (scaled for other sizes). Larger = steadier "
+                            "but more risk of smearing."),
                 io.Combo.Input(
                     "flow_preset", options=["auto", "ultrafast", "fast", "medium"],
                     default=defaults.flow_preset,

@@ -4,7 +4,7 @@ The clip streams through one call of :func:`~deepexemplar_core.pipeline.colorize
 reference prepared once: frames are decoded one at a time, matched starting from the previous
 frame's field carried along the optical flow (:class:`~deepexemplar_core.motion.MotionPrior`,
 restarted at scene cuts; ``--no-motion`` matches each frame from scratch), colorized, smoothed in
-order (:class:`~deepexemplar_core.temporal.TemporalSmoother`), converted back to RGB and encoded,
+order (:func:`~deepexemplar_core.temporal.smooth_iter`), converted back to RGB and encoded,
 so memory does not grow with the clip's length. The output keeps the frame
 count, the frame rate (a variable one too: the frame times are copied), the size (odd sizes lose
 one pixel row/column in a video file) and the audio track (copied). Nothing is half-written: an
@@ -57,7 +57,8 @@ def register(subparsers) -> None:
     parser.add_argument("--temporal", choices=("off", "fast", "bonneel"), default="bonneel",
                         help="temporal smoothing (default bonneel; fast for previews)")
     parser.add_argument("--lambda", dest="lam", type=float, default=None,
-                        help="temporal weight of the bonneel mode (larger = steadier)")
+                        help="temporal weight of the bonneel mode at 480 lines, scaled for "
+                             "other sizes (larger = steadier)")
     parser.add_argument("--flow-preset", choices=("auto", "ultrafast", "fast", "medium"),
                         default=None,
                         help="optical flow preset of the temporal smoothing (default auto: fast "
@@ -134,19 +135,18 @@ def _check_args(args: argparse.Namespace) -> tuple[str, Path]:
     return "folder", output
 
 
-def _temporal(args: argparse.Namespace, device):
-    """The smoother for ``--temporal`` (None for ``off``)."""
+def _temporal(args: argparse.Namespace):
+    """The ``TemporalConfig`` of ``--temporal`` and its options (None for ``off``)."""
     if args.temporal == "off":
         return None
     try:
-        from ..temporal import TemporalConfig, TemporalSmoother
+        from ..temporal import TemporalConfig
     except ImportError as err:
         raise UsageError(f"--temporal {args.temporal}: temporal smoothing is not available in "
                          f"this installation ({err}); use --temporal off") from err
     options = {"mode": args.temporal, "lam": args.lam, "flow_preset": args.flow_preset,
                "scene_cut": args.scene_cut}
-    config = TemporalConfig(**{k: v for k, v in options.items() if v is not None})
-    return TemporalSmoother(config, device=device)
+    return TemporalConfig(**{k: v for k, v in options.items() if v is not None})
 
 
 def _chroma(rgb):
@@ -186,12 +186,14 @@ def _reference(args: argparse.Namespace, reader) -> _Reference:
     return _Reference(rgb, key, _chroma(resized), f"{args.reference} (colourized frame {key})")
 
 
-def _colorized_frames(reader, reference: _Reference, models, config, smoother, args,
+def _colorized_frames(reader, reference: _Reference, models, config, temporal, args,
                       stats: _Stats) -> Iterator:
     """Yield the clip's frames colorized, smoothed and in RGB, one at a time, in order.
 
-    One streaming core call: the reference is prepared once, frames are decoded as the core asks
-    for them (the decoded frames wait in ``pending`` only until their result comes back).
+    One streaming core chain: the reference is prepared once, frames are decoded as the core asks
+    for them (the decoded frames wait in ``pending`` only until their result comes back), and
+    the chroma goes through :func:`~deepexemplar_core.temporal.smooth_iter` (``temporal``: a
+    ``TemporalConfig``, or None for ``--temporal off``).
     """
     import torch
 
@@ -217,38 +219,57 @@ def _colorized_frames(reader, reference: _Reference, models, config, smoother, a
             yield frame
 
     motion = MotionPrior() if config.motion else None  # kept to report its restarts
-    tick, read = time.perf_counter(), stats.seconds.get("read", 0.0)
-    for done in colorize_iter(decoded(), prepared, models, config, chunk_size=args.chunk,
-                              motion=motion):
-        frame, index = pending.pop(done.index), done.index
-        reading = stats.seconds.get("read", 0.0) - read  # decoding happened inside this wait
-        stats.add("colorize", time.perf_counter() - tick - reading)
-        for key, value in done.timings.items():
-            stats.colorize_stages[key] = stats.colorize_stages.get(key, 0.0) + value
-        start = time.perf_counter()
-        ab, keyed = done.ab, index == reference.keyframe
-        if keyed:
-            ab = reference.key_ab.to(ab.device)
-        if smoother is None and not keyed:
-            image = done.image
-        else:
-            l = rgb_to_l(frame.to(ab.device))
-            if smoother is not None:
-                stats.add("convert", time.perf_counter() - start)
-                start = time.perf_counter()
-                smoothed = smoother.step(l, ab)
-                ab = smoothed.ab
-                if smoothed.scene_cut:
-                    stats.scene_cuts.append(index)
-                stats.add("temporal", time.perf_counter() - start)
-                start = time.perf_counter()
-            image = l_ab_to_rgb(l, ab, gamut=config.gamut)
-        stats.add("convert", time.perf_counter() - start)
-        stats.frames = index + 1
-        yield image
+
+    def colorized() -> Iterator[tuple]:
+        """``(result, l, ab)`` per frame; ``l`` is None when the result's image can be kept."""
         tick, read = time.perf_counter(), stats.seconds.get("read", 0.0)
-    if motion is not None:
-        stats.matching_restarts = motion.cuts
+        for done in colorize_iter(decoded(), prepared, models, config, chunk_size=args.chunk,
+                                  motion=motion):
+            frame = pending.pop(done.index)
+            reading = stats.seconds.get("read", 0.0) - read  # decoding happened in this wait
+            stats.add("colorize", time.perf_counter() - tick - reading)
+            for key, value in done.timings.items():
+                stats.colorize_stages[key] = stats.colorize_stages.get(key, 0.0) + value
+            start = time.perf_counter()
+            ab, keyed = done.ab, done.index == reference.keyframe
+            if keyed:
+                ab = reference.key_ab.to(ab.device)
+            l = rgb_to_l(frame.to(ab.device)) if keyed or temporal is not None else None
+            stats.add("convert", time.perf_counter() - start)
+            yield done, l, ab
+            tick, read = time.perf_counter(), stats.seconds.get("read", 0.0)
+        if motion is not None:
+            stats.matching_restarts = motion.cuts
+
+    def image(done, l, ab) -> torch.Tensor:
+        start = time.perf_counter()
+        if l is None:
+            rgb = done.image
+        else:
+            rgb = l_ab_to_rgb(l, ab, gamut=config.gamut)
+        stats.add("convert", time.perf_counter() - start)
+        stats.frames = done.index + 1
+        return rgb
+
+    if temporal is None:
+        for done, l, ab in colorized():
+            yield image(done, l, ab)
+        return
+    from ..temporal import smooth_iter
+
+    waiting: list[tuple] = []  # the frame inside smooth_iter: its result, l and start time
+
+    def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for done, l, ab in colorized():
+            waiting.append((done, l, time.perf_counter()))
+            yield l, ab
+
+    for smoothed in smooth_iter(pairs(), temporal, device=models.device):
+        done, l, start = waiting.pop()
+        stats.add("temporal", time.perf_counter() - start)
+        if smoothed.scene_cut:
+            stats.scene_cuts.append(done.index)
+        yield image(done, l, smoothed.ab)
 
 
 def _write(kind: str, output: Path, frames: Iterator, reader, args, progress):
@@ -290,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         models = getattr(args, "preloaded_models", None) or load_models_from_args(args)
         config = config_from_args(args, motion=not args.no_motion)
-        smoother = _temporal(args, models.device)
+        temporal = _temporal(args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -313,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(total=info.frame_count, unit="frame", file=sys.stderr)
     started = time.perf_counter()
     try:
-        frames = _colorized_frames(reader, reference, models, config, smoother, args, stats)
+        frames = _colorized_frames(reader, reference, models, config, temporal, args, stats)
         written = _write(kind, output, frames, reader, args,
                          (lambda done, total: bar.update(1)) if bar is not None else None)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (cli.Terminated)

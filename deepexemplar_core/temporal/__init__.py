@@ -2,7 +2,7 @@
 
 See ``docs/temporal.md``. The public names::
 
-    from deepexemplar_core.temporal import TemporalConfig, TemporalSmoother, temporal_smooth
+    from deepexemplar_core.temporal import TemporalConfig, TemporalSmoother, smooth_iter, temporal_smooth
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from .smooth import (
     TemporalConfig,
     TemporalResult,
     TemporalSmoother,
+    smooth_iter,
     temporal_smooth,
 )
 from .solver import SolveResult, laplacian, solve_screened_poisson
@@ -25,6 +26,7 @@ __all__ = [
     "TemporalResult",
     "TemporalSmoother",
     "laplacian",
+    "smooth_iter",
     "solve_screened_poisson",
     "temporal_smooth",
 ]

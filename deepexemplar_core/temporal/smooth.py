@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -32,11 +32,13 @@ from .solver import solve_screened_poisson
 
 __all__ = [
     "AUTO_FLOW_PRESETS",
+    "LAM_SIDE",
     "MODES",
     "SmoothedFrame",
     "TemporalConfig",
     "TemporalResult",
     "TemporalSmoother",
+    "smooth_iter",
     "temporal_smooth",
 ]
 
@@ -52,6 +54,9 @@ AUTO_FLOW_PRESETS = {"off": "medium", "fast": "fast", "bonneel": "medium"}
 #: Smallest accepted frame side in pixels (DIS needs a few patches).
 MIN_SIDE = 16
 
+#: The shorter frame side (pixels) at which ``TemporalConfig.lam`` applies as given.
+LAM_SIDE = 480
+
 
 @dataclass(frozen=True)
 class TemporalConfig:
@@ -60,9 +65,11 @@ class TemporalConfig:
     Attributes:
         mode: ``"off"`` (returns the input), ``"fast"`` (masked low-pass of the difference to
             the warped previous output) or ``"bonneel"`` (the screened-Poisson solve).
-        lam: Bonneel's temporal weight lambda, per pixel^2 at the frame's resolution. The solve
-            keeps the spatial frequencies of the per-frame result above a cutoff of about
-            ``sqrt(lam)`` cycles per pixel and takes the lower ones from the previous output;
+        lam: Bonneel's temporal weight lambda, per pixel^2 of a frame whose shorter side is
+            :data:`LAM_SIDE` (480) pixels; other sizes use :meth:`frame_lam`, ``lam (480 /
+            shorter side)^2``, so that the smoothing acts on the same share of the picture at
+            every resolution. The solve keeps the per-frame result's details smaller than about
+            ``1 / sqrt(frame_lam)`` pixels and takes the larger ones from the previous output;
             larger is steadier (more ghosting risk where the weight is wrong).
         flow_preset: DIS preset, ``"ultrafast"``, ``"fast"`` or ``"medium"``, or ``"auto"``:
             the preset of :data:`AUTO_FLOW_PRESETS` for the mode (``fast`` for ``fast`` mode,
@@ -84,7 +91,7 @@ class TemporalConfig:
     """
 
     mode: str = "bonneel"
-    lam: float = 0.01
+    lam: float = 1.0
     flow_preset: str = "auto"
     flow_width: int = 960
     occlusion_check: bool = True
@@ -126,6 +133,15 @@ class TemporalConfig:
             raise ValueError(
                 f"solver_levels: expected an integer in [0, 8], got {self.solver_levels!r}"
             )
+
+    def frame_lam(self, height: int, width: int) -> float:
+        """Lambda for a ``height`` x ``width`` frame: ``lam (LAM_SIDE / min(height, width))^2``.
+
+        Example:
+            >>> TemporalConfig(lam=1.0).frame_lam(1080, 1920)
+            0.19753086419753085
+        """
+        return self.lam * (LAM_SIDE / min(height, width)) ** 2
 
     @property
     def dis_preset(self) -> str:
@@ -273,8 +289,9 @@ class TemporalSmoother:
             out = ab + masked_lowpass(diff, weight, cfg.fast_sigma, cfg.fast_min_weight)
             residual = None
         else:
-            screen = weight * cfg.lam
-            x0 = masked_lowpass(diff, weight, 1.0 / math.sqrt(cfg.lam), 1e-3)
+            lam = cfg.frame_lam(height, width)
+            screen = weight * lam
+            x0 = masked_lowpass(diff, weight, 1.0 / math.sqrt(lam), 1e-3)
             solved = solve_screened_poisson(
                 screen, screen * diff, x0, tol=cfg.tol, max_iter=cfg.max_iter,
                 coarse_levels=cfg.solver_levels,
@@ -305,6 +322,58 @@ class TemporalSmoother:
         return weight, flow_time, time.perf_counter() - start, warped[1:3]
 
 
+def smooth_iter(
+    frames: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    config: TemporalConfig | None = None,
+    *,
+    device: torch.device | str | None = None,
+) -> Iterator[SmoothedFrame]:
+    """Smooth a clip frame by frame as it streams: the one loop every product runs.
+
+    Each ``(l, ab)`` pair is pulled only when the previous frame has been yielded, and only the
+    previous frame is kept, so memory does not depend on the clip's length (a generator of a
+    film's frames works). :func:`temporal_smooth` collects this.
+
+    Args:
+        frames: iterable of ``(l, ab)``: ``l`` ``(1, H, W)`` float32 L in [0, 100] (never
+            changed), ``ab`` ``(2, H, W)`` float32 per-frame chroma, in playing order.
+        config: settings; ``None`` uses the defaults (``bonneel``).
+        device: where the smoothing runs; ``None`` uses the device of the first ``ab`` frame.
+
+    Yields:
+        :class:`SmoothedFrame` per input frame, in order, its ``ab`` on the device of that
+        frame's input ``ab``.
+
+    Raises:
+        TypeError, ValueError: a bad ``config`` or ``frames`` (at the call), a pair that is not
+            ``(l, ab)`` or a bad frame (the message names the argument; when it is reached).
+
+    Example:
+        >>> l = torch.rand(3, 1, 32, 32) * 100; ab = torch.randn(3, 2, 32, 32)
+        >>> [f.ab.shape[0] for f in smooth_iter(zip(l, ab), TemporalConfig(mode="fast"))]
+        [2, 2, 2]
+    """
+    if isinstance(frames, (str, bytes, torch.Tensor)) or not isinstance(frames, Iterable):
+        raise TypeError(
+            f"frames: expected an iterable of (l, ab) pairs, got {type(frames).__name__}"
+        )
+    return _smoothed(TemporalSmoother(config, device), frames)
+
+
+def _smoothed(
+    smoother: TemporalSmoother, frames: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> Iterator[SmoothedFrame]:
+    """The generator of :func:`smooth_iter` (whose arguments are checked when it is called)."""
+    for index, pair in enumerate(frames):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"frames: item {index} is not an (l, ab) pair")
+        l, ab = pair
+        frame = smoother.step(l, ab)
+        if frame.ab.device != ab.device:
+            frame = replace(frame, ab=frame.ab.to(ab.device))
+        yield frame
+
+
 def _frames(name: str, frames: object, channels: int) -> tuple[Iterable[torch.Tensor], int]:
     """``(N, C, H, W)`` tensor or iterable of ``(C, H, W)`` -> (iterable, N or 0 if unknown)."""
     if isinstance(frames, torch.Tensor):
@@ -316,6 +385,21 @@ def _frames(name: str, frames: object, channels: int) -> tuple[Iterable[torch.Te
             f"got {type(frames).__name__}"
         )
     return frames, len(frames) if isinstance(frames, Sequence) else 0
+
+
+def _paired(
+    frames_l: Iterable[torch.Tensor], frames_ab: Iterable[torch.Tensor]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Zip two clips lazily; raises when one ends before the other."""
+    sentinel = object()
+    iter_l, iter_ab = iter(frames_l), iter(frames_ab)
+    while True:
+        l, ab = next(iter_l, sentinel), next(iter_ab, sentinel)
+        if l is sentinel or ab is sentinel:
+            if l is not ab:
+                raise ValueError("frames_l and frames_ab: the clips have different lengths")
+            return
+        yield l, ab
 
 
 def temporal_smooth(
@@ -349,27 +433,16 @@ def temporal_smooth(
         >>> bool(torch.equal(res.ab, ab))
         True
     """
-    config = TemporalConfig() if config is None else config
-    if not isinstance(config, TemporalConfig):
-        raise TypeError(f"config: expected a TemporalConfig, got {type(config).__name__}")
     it_l, total = _frames("frames_l", frames_l, 1)
     it_ab, total_ab = _frames("frames_ab", frames_ab, 2)
     if total and total_ab:
         _checks.check_same("frames_l length", total, "frames_ab length", total_ab)
     total = total or total_ab
-    smoother = TemporalSmoother(config, device)
     start = time.perf_counter()
     outs, cuts, residuals, means, timings = [], [], [], [], {}
-    sentinel = object()
-    iter_l, iter_ab = iter(it_l), iter(it_ab)
-    while True:
-        l, ab = next(iter_l, sentinel), next(iter_ab, sentinel)
-        if l is sentinel or ab is sentinel:
-            if l is not ab:
-                raise ValueError("frames_l and frames_ab: the clips have different lengths")
-            break
-        frame = smoother.step(l, ab)
-        outs.append(frame.ab.to(ab.device))
+    frames = smooth_iter(_paired(it_l, it_ab), config, device=device)
+    for frame in frames:
+        outs.append(frame.ab)
         if frame.scene_cut:
             cuts.append(len(outs) - 1)
         residuals.append(frame.residual)
