@@ -36,7 +36,7 @@ mood. The sources are weighted by
 :func:`~deepexemplar_core.confidence.fill_confidence` (forward similarity and luminance
 agreement of the warped pixel). It needs the target's features
 (``ColorizerInputs.target_pyramid``) and falls back to ``"propagate"`` without them. ``"auto"``
-picks per image (:func:`choose_fill`). Measured comparison in ``docs/lite.md``.
+is the measured best (:func:`choose_fill`). Measured comparison in ``docs/lite.md``.
 
 The defaults of :class:`PropagationConfig` were chosen with the lite backbone at 128 px on
 five pairs (self-references and different photos) by the ab error of the result; a range
@@ -63,6 +63,7 @@ __all__ = [
     "PropagationColorizer",
     "PropagationConfig",
     "bilateral_grid_filter",
+    "choose_fill",
     "propagate_colors",
     "reference_prior",
 ]
@@ -291,7 +292,7 @@ def propagate_colors(
     conf = confidence.float().clamp(0.0, 1.0)
     ab_in = warped_ab.float()
     prior = reference_prior(l, reference_lab, cfg.global_range)
-    semantic = target_pyramid is not None and choose_fill(cfg.fill, conf) == "semantic"
+    semantic = target_pyramid is not None and choose_fill(cfg.fill) == "semantic"
     ones = torch.ones_like(conf)
     values = torch.cat([conf * ab_in, conf, ones], dim=1)
 
@@ -316,19 +317,22 @@ def propagate_colors(
     return keep * ab_in + (1.0 - keep) * ab
 
 
-def choose_fill(fill: str, confidence: torch.Tensor) -> str:
-    """The fill that runs: ``fill`` itself, or for ``"auto"`` the measured best (docs/lite.md).
+def choose_fill(fill: str) -> str:
+    """The fill that runs: ``fill`` itself, or for ``"auto"`` the measured best (docs/lite.md:
+    ``"propagate"``, which no other fill beat on every kind of reference).
 
     Args:
         fill: one of :data:`FILLS`.
-        confidence: ``(B, 1, H, W)`` in [0, 1] (reserved for a per-image choice).
 
     Returns:
         ``"propagate"`` or ``"semantic"``.
 
+    Raises:
+        ValueError: an unknown fill.
+
     Example:
-        >>> choose_fill("semantic", torch.ones(1, 1, 4, 4))
-        'semantic'
+        >>> choose_fill("semantic"), choose_fill("auto")
+        ('semantic', 'propagate')
     """
     if fill not in FILLS:
         raise ValueError(f"fill: expected one of {FILLS}, got {fill!r}")
@@ -379,7 +383,7 @@ class PropagationColorizer(nn.Module):
         """Return ``ab: (B, 2, H, W)`` float32 for ``inputs.target_l``'s grid."""
         pyramid = getattr(inputs, "target_pyramid", None)
         source = None
-        if pyramid is not None and choose_fill(self.config.fill, inputs.confidence) == "semantic":
+        if pyramid is not None and choose_fill(self.config.fill) == "semantic":
             warped_l = rgb_to_lab(inputs.warped_rgb8.float() / 255.0)[:, :1]
             source = fill_confidence(inputs.similarity, inputs.target_l, warped_l)
         return propagate_colors(
