@@ -3,9 +3,18 @@
 For each colour photo of the folder built by ``benchmarks/datasets.py`` (short side resized to
 ``--size``), the target is the photo's luminance and the ground truth the photo itself. The
 references are other views of the same photo (``self`` cases: ``flip``, ``crop``, ``shift``,
-``rescale``) and a different photo (``cross``: the next photo of the manifest). Every method
+``rescale``) and a different photo (``cross``: the next photo of the manifest); with
+``--recommended`` also the photo that ``recommend`` picks among all the other photos
+(``recommended``). ``--photos-list`` fixes the photos (the protocol of the semantic-fill
+measurements in ``docs/lite.md``: :data:`FILL_PHOTOS`, ``--targets 16``: the first 16 are the
+targets, all 25 serve as cross and recommendation pool). Every method
 is a callable in :data:`METHODS` ``(target_rgb, reference_rgb) -> rgb`` so that methods can be
 added or left out (``--methods``).
+
+For the pipeline methods the confidence is also scored: the ROC AUC with which the pipeline's
+confidence (``confidence_map``) and the semantic fill's (``fill_confidence``) separate the
+pixels whose warped colour is right (ab error <= ``--wrong-above``, working resolution) from
+the wrong ones, per kind of reference.
 
 Reported per case and method: ab PSNR, RGB PSNR, SSIM, colourfulness (signed and abs
 variants, see :mod:`deepexemplar_core.evaluation.metrics`), classifier top-5 agreement with the original
@@ -17,6 +26,8 @@ Usage::
 
     python benchmarks/quality.py --photos /tmp/deepexemplar-photos --out /tmp/dx-quality \
         [--views flip,crop] [--limit 4] [--paper-weights DIR]
+    python benchmarks/quality.py --photos-list fill --targets 16 --recommended --size 384 \
+        --methods gray,lite,lite-semantic
 """
 
 from __future__ import annotations
@@ -51,11 +62,23 @@ from deepexemplar_core.evaluation.metrics import (  # noqa: E402
 
 Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 VIEWS = ("flip", "crop", "shift", "rescale")
+KINDS = ("self", "cross", "recommended")
+#: The 25 distinct real photos of the fill protocol (near-duplicates such as aloeR, leuvenB,
+#: rubberwhale2 and drawings, logos, text left out), file stems of ``benchmarks/datasets.py``
+#: built with ``--opencv-doc``. The first 16 are the targets.
+FILL_PHOTOS = (
+    "skimage_astronaut", "skimage_chelsea", "skimage_coffee", "skimage_rocket",
+    "skimage_motorcycle_left", "sklearn_china", "sklearn_flower", "matplotlib_grace_hopper",
+    "opencv_aero1", "opencv_aloeL", "opencv_apple", "opencv_baboon", "opencv_building",
+    "opencv_butterfly", "opencv_chicky_512", "opencv_fruits", "opencv_graf1", "opencv_home",
+    "opencv_leuvenA", "opencv_messi5", "opencv_orange", "opencv_rubberwhale1", "opencv_smarties",
+    "opencv_squirrel_cls", "opencv_stuff",
+)
 
 
 @dataclass(frozen=True)
 class Case:
-    """One target/reference pair: ``kind`` is ``self`` or ``cross``."""
+    """One target/reference pair: ``kind`` is one of :data:`KINDS`."""
 
     photo: str
     kind: str
@@ -88,15 +111,28 @@ def make_view(rgb: torch.Tensor, view: str) -> torch.Tensor:
     raise ValueError(f"view: expected one of {VIEWS}, got {view!r}")
 
 
-def build_cases(photos: list[Path], size: int, views: list[str]) -> list[Case]:
-    """Self cases for each view plus one cross case (the next photo) per photo."""
+def build_cases(photos: list[Path], size: int, views: list[str], targets: int = 0,
+                recommended: bool = False) -> list[Case]:
+    """Self cases for each view plus one cross case (the next photo) per target photo, and with
+    ``recommended`` the photo ``recommend_from_images`` ranks first among all the others.
+
+    ``targets`` > 0 makes only the first ``targets`` photos targets (all stay references).
+    """
     images = [load_rgb(p, size) for p in photos]
     cases = []
-    for i, (path, rgb) in enumerate(zip(photos, images, strict=True)):
+    count = targets or len(photos)
+    for i, (path, rgb) in enumerate(list(zip(photos, images, strict=True))[:count]):
         cases += [Case(path.stem, "self", v, rgb, make_view(rgb, v)) for v in views]
         if len(photos) > 1:
             other = photos[(i + 1) % len(photos)]
             cases.append(Case(path.stem, "cross", other.stem, rgb, images[(i + 1) % len(images)]))
+        if recommended and len(photos) > 1:
+            from deepexemplar_core.recommend import recommend_from_images
+
+            pool = [j for j in range(len(photos)) if j != i]
+            gray = rgb[0].mean(dim=0, keepdim=True)
+            best = pool[recommend_from_images(gray, [images[j][0] for j in pool], k=1)[0].row]
+            cases.append(Case(path.stem, "recommended", photos[best].stem, rgb, images[best]))
     return cases
 
 
@@ -120,12 +156,77 @@ def welsh_method(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return _with_ab(target, welsh_transfer(rgb_to_lab(target)[:, :1], rgb_to_lab(reference)))
 
 
-def pipeline_method(family: str, taps: str | None = None, **load_kwargs) -> Method:
+#: Pixels whose warped ab is farther than this from the truth count as wrong (CIELab units).
+WRONG_ABOVE = 15.0
+
+
+@dataclass
+class ConfidenceScores:
+    """Per-pixel scores of the warped colours, pooled per kind of reference (for the ROC AUC).
+
+    ``kind`` names the kind the next runs belong to (``None``: not scored).
+    """
+
+    wrong_above: float = WRONG_ABOVE
+    scores: dict | None = None
+    kind: str | None = None
+
+    def add(self, inter, truth: torch.Tensor) -> None:
+        """Score one pipeline run under :attr:`kind`: its intermediates against the photo."""
+        kind = self.kind
+        from deepexemplar_core.confidence import fill_confidence
+
+        sim = inter.similarity
+        size = inter.match.target_l_work.shape[-2:]
+        ab_true = F.interpolate(rgb_to_lab(truth)[:, 1:], size=size, mode="area")
+        wrong = (sim.warped_ab - ab_true).norm(dim=1, keepdim=True) > self.wrong_above
+        warped_l = rgb_to_lab(sim.warped_rgb8.float() / 255.0)[:, :1]
+        fill = fill_confidence(sim.similarity, inter.match.target_l_work, warped_l)
+        rows = self.scores.setdefault(kind, {"wrong": [], "confidence_map": [],
+                                             "fill_confidence": []})
+        rows["wrong"].append(wrong.flatten())
+        rows["confidence_map"].append(sim.confidence.flatten())
+        rows["fill_confidence"].append(fill.flatten())
+
+    def __post_init__(self) -> None:
+        self.scores = {}
+
+    def print(self) -> None:
+        """ROC AUC of each confidence per kind (0.5 = no better than chance)."""
+        for kind, rows in self.scores.items():
+            wrong = torch.cat(rows["wrong"])
+            aucs = {name: roc_auc(torch.cat(rows[name]), ~wrong)
+                    for name in ("confidence_map", "fill_confidence")}
+            print(f"confidence ROC AUC ({kind}, {wrong.numel()} px, "
+                  f"{float(wrong.float().mean()):.0%} wrong at ab error > {self.wrong_above}): "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in aucs.items()))
+
+
+def roc_auc(score: torch.Tensor, positive: torch.Tensor) -> float:
+    """Area under the ROC curve of ``score`` for the boolean ``positive`` (ties averaged).
+
+    Example:
+        >>> roc_auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([False, False, True, True]))
+        0.75
+    """
+    score, positive = score.flatten().double(), positive.flatten()
+    _, inverse, counts = torch.unique(score, return_inverse=True, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts  # rank - 1 of each value's first occurrence
+    ranks = (first + (counts + 1) / 2.0)[inverse]
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def pipeline_method(family: str, taps: str | None = None, fill: str | None = None,
+                    scores: ConfidenceScores | None = None, **load_kwargs) -> Method:
     """``deepexemplar_core.pipeline.colorize`` with ``load_models(family, **load_kwargs)``.
 
     The target is passed as its gray version (L only), the reference in colour. ``taps``
     swaps the lite backbone for one with those feature taps (``"expansion"``; the default is
-    ``"bottleneck"``).
+    ``"bottleneck"``); ``fill`` sets the propagation colorizer's fill. ``scores`` collects the
+    confidences of every run under ``scores.kind`` (set by the caller; ``None`` skips).
     """
     from deepexemplar_core.pipeline import colorize, load_models
 
@@ -134,10 +235,17 @@ def pipeline_method(family: str, taps: str | None = None, **load_kwargs) -> Meth
         from deepexemplar_core.backbones import load_lite_backbone
 
         models.backbone = load_lite_backbone(device=models.device, taps=taps)
+    if fill is not None:
+        from deepexemplar_core.colorizers import PropagationColorizer, PropagationConfig
+
+        models.colorizer = PropagationColorizer(PropagationConfig(fill=fill))
 
     def run(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         gray = gray_method(target, reference)
-        return colorize(gray, reference[0], models).images[0][None].clamp(0, 1)
+        result = colorize(gray, reference[0], models)
+        if scores is not None and scores.kind is not None:
+            scores.add(result.intermediates[0], target)
+        return result.images[0][None].clamp(0, 1)
 
     return run
 
@@ -146,7 +254,8 @@ METHODS: dict[str, Callable[[argparse.Namespace], Method]] = {
     "gray": lambda args: gray_method,
     "reinhard": lambda args: reinhard_method,
     "welsh": lambda args: welsh_method,
-    "lite": lambda args: pipeline_method("lite"),
+    "lite": lambda args: pipeline_method("lite", scores=args.scores),
+    "lite-semantic": lambda args: pipeline_method("lite", fill="semantic"),
     "lite-expansion": lambda args: pipeline_method("lite", taps="expansion"),
     "paper": lambda args: pipeline_method("paper", search_dirs=(str(args.paper_weights),)),
 }
@@ -161,6 +270,7 @@ def evaluate(case: Case, result: torch.Tensor, classify, logits_true) -> dict[st
         "ssim": float(ssim(result, case.target)[0]),
         "cf_signed": float(colorfulness(result, "signed")[0]),
         "cf_abs": float(colorfulness(result, "abs")[0]),
+        "cf_truth": float(colorfulness(case.target, "signed")[0]),
         "top5_agree": float(top5_agreement(classify(result), logits_true)[0]),
     }
 
@@ -186,9 +296,10 @@ def contact_sheet(rows: list[list[torch.Tensor]], path: Path, height: int = 128)
 
 def summarize(records: list[dict], methods: list[str]) -> list[dict]:
     """Mean of each metric per (kind, method); PSNR ``inf`` (identical images) left out."""
-    keys = ("ab_psnr", "rgb_psnr", "ssim", "cf_signed", "cf_abs", "top5_agree", "seconds")
+    keys = ("ab_psnr", "rgb_psnr", "ssim", "cf_signed", "cf_abs", "cf_truth", "top5_agree",
+            "seconds")
     out = []
-    for kind in ("self", "cross", "all"):
+    for kind in (*KINDS, "all"):
         for m in methods:
             sel = [r for r in records if r["method"] == m and kind in ("all", r["kind"])]
             if sel:
@@ -224,6 +335,24 @@ def _targets(summary: list[dict]) -> None:
     if lite and welsh:
         ok = lite["ab_psnr"] > welsh["ab_psnr"] and lite["top5_agree"] > welsh["top5_agree"]
         print(f"target: self lite beats Welsh on ab PSNR and top-5 agreement: {ok}")
+    gray = {kind: mean.get((kind, "gray")) for kind in KINDS}
+    for (kind, method), row in mean.items():
+        if not method.startswith("lite") or gray.get(kind) is None:
+            continue
+        gain = row["ab_psnr"] - gray[kind]["ab_psnr"]
+        ratio = row["cf_signed"] / max(row["cf_truth"], 1e-9)
+        if kind == "cross":
+            ok = gain >= -1.0 and ratio >= 0.85 and row["top5_agree"] >= gray[kind]["top5_agree"]
+            print(f"target (issue 19): unrelated {method}: ab PSNR {gain:+.2f} dB vs gray (>= -1), "
+                  f"colourfulness ratio {ratio:.2f} (>= 0.85), top-5 {row['top5_agree']:.3f} "
+                  f"vs gray {gray[kind]['top5_agree']:.3f}: {ok}")
+        elif kind == "recommended":
+            ok = gain >= 1.0 and ratio >= 0.85
+            print(f"target (issue 19): recommended {method}: ab PSNR {gain:+.2f} dB vs gray "
+                  f"(>= +1), colourfulness ratio {ratio:.2f} (>= 0.85): {ok}")
+        else:
+            print(f"target (issue 19): self {method}: ab PSNR {row['ab_psnr']:.2f} dB "
+                  "(not below the lite row of today)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -239,7 +368,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paper-weights", type=Path, default=None,
                         help="folder with the converted paper weights (adds the paper method)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--photos-list", default="",
+                        help="comma list of photo file stems, or 'fill' for FILL_PHOTOS "
+                             "(default: the manifest's order)")
+    parser.add_argument("--targets", type=int, default=0,
+                        help="only the first N photos are targets (0 = all)")
+    parser.add_argument("--recommended", action="store_true",
+                        help="add the recommended reference (among all other photos) per target")
+    parser.add_argument("--wrong-above", type=float, default=WRONG_ABOVE,
+                        help="ab error above which a warped pixel is wrong (confidence AUC)")
     args = parser.parse_args(argv)
+    args.scores = ConfidenceScores(args.wrong_above)
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
     if args.paper_weights is not None and "paper" not in methods:
@@ -247,8 +386,16 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.photos / "manifest.csv").is_file():
         build_photo_folder(args.photos)
     photos = [args.photos / p.file for p in read_manifest(args.photos)]
+    if args.photos_list:
+        stems = FILL_PHOTOS if args.photos_list == "fill" else args.photos_list.split(",")
+        by_stem = {p.stem: p for p in photos}
+        missing = [s for s in stems if s not in by_stem]
+        if missing:
+            parser.error(f"--photos-list: not in {args.photos}/manifest.csv: {missing} (build "
+                         "the folder with benchmarks/datasets.py --opencv-doc)")
+        photos = [by_stem[s] for s in stems]
     photos = photos[: args.limit] if args.limit else photos
-    cases = build_cases(photos, args.size, args.views.split(","))
+    cases = build_cases(photos, args.size, args.views.split(","), args.targets, args.recommended)
     runners = {m: METHODS[m](args) for m in methods}
 
     from deepexemplar_core.backbones import load_lite_backbone
@@ -259,9 +406,11 @@ def main(argv: list[str] | None = None) -> None:
         logits_true = classify(case.target)
         row = [gray_method(case.target, case.reference), case.reference]
         for name, run in runners.items():
+            args.scores.kind = None  # warm-up runs are not scored
             if name not in warm:  # the first call pays lazy loading and allocator warm-up
                 run(case.target, case.reference)
                 warm.add(name)
+            args.scores.kind = case.kind
             start = time.perf_counter()
             result = run(case.target, case.reference)
             seconds = time.perf_counter() - start
@@ -281,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{torch.__version__}, {torch.get_num_threads()} threads, size {args.size}")
     _print_table(summary)
     _targets(summary)
+    args.scores.print()
     print(f"wrote {args.out}/quality.csv, summary.csv, contact_sheet.png")
 
 

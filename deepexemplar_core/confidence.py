@@ -33,7 +33,7 @@ import torch
 from . import _checks
 from .structures import Correspondence, Similarity
 
-__all__ = ["confidence_map", "cycle_error"]
+__all__ = ["confidence_map", "cycle_error", "fill_confidence"]
 
 
 def cycle_error(corr: Correspondence) -> torch.Tensor:
@@ -121,3 +121,55 @@ def confidence_map(
     err = cycle_error(corr).to(c_sim.device)
     c_cyc = torch.exp(-(err * err) / (2.0 * cycle_tolerance**2))
     return (c_sim * c_cyc).clamp(0.0, 1.0)
+
+
+def fill_confidence(
+    similarity: Similarity,
+    target_l: torch.Tensor,
+    warped_l: torch.Tensor,
+    *,
+    sim_low: float = 0.25,
+    sim_high: float = 0.65,
+    luminance_scale: float = 20.0,
+) -> torch.Tensor:
+    """Where the warped colour is right: forward similarity and luminance agreement.
+
+    ``s(p)`` = mean of ``sim_T->R`` over every level but the coarsest, ``dL(p) =
+    |L_target(p) - L_warped(p)|`` (the warped reference pixel should be about as bright as the
+    target pixel it colours), and ``c(p) = clamp((s - dL / luminance_scale - sim_low) /
+    (sim_high - sim_low), 0, 1)``. Used by the semantic fill; :func:`confidence_map` stays the
+    pipeline's confidence (measured comparison in ``docs/lite.md``).
+
+    Args:
+        similarity: ``sim_tr`` ``(B, L, H, W)``, coarse to fine.
+        target_l: ``(B, 1, H, W)`` float in [0, 100].
+        warped_l: ``(B, 1, H, W)`` float in [0, 100], the luminance of the warped reference.
+        sim_low: score at and below which the confidence is 0.
+        sim_high: score at and above which the confidence is 1.
+        luminance_scale: L units of disagreement that cost 1 in similarity.
+
+    Returns:
+        ``(B, 1, H, W)`` float32 in [0, 1].
+
+    Raises:
+        ValueError: shapes disagree or the parameters are out of range.
+
+    Example:
+        >>> ones = torch.ones(1, 5, 8, 8)
+        >>> sim = Similarity(ones, ones, ones.byte(), ones.byte(), ("a", "b", "c", "d", "e"))
+        >>> l = torch.full((1, 1, 8, 8), 50.0)
+        >>> float(fill_confidence(sim, l, l).min()), float(fill_confidence(sim, l, l + 30).max())
+        (1.0, 0.0)
+    """
+    bound = _checks.check_shape("similarity.sim_tr", similarity.sim_tr, ("B", "L", "H", "W"))
+    shape = (bound["B"], 1, bound["H"], bound["W"])
+    _checks.check_shape("target_l", target_l, shape)
+    _checks.check_shape("warped_l", warped_l, shape)
+    if not sim_low < sim_high:
+        raise ValueError(f"sim_low ({sim_low}) must be smaller than sim_high ({sim_high})")
+    if not luminance_scale > 0:
+        raise ValueError(f"luminance_scale: expected > 0 L units, got {luminance_scale}")
+    sim = similarity.sim_tr.float()
+    s = sim[:, 1:].mean(dim=1, keepdim=True) if sim.shape[1] > 1 else sim
+    dl = (target_l.float() - warped_l.float()).abs()
+    return ((s - dl / luminance_scale - sim_low) / (sim_high - sim_low)).clamp(0.0, 1.0)

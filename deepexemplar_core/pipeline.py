@@ -476,7 +476,8 @@ def _colorize_chunk(models: Models, indices: list[int], match: MatchResult,
     """Run the colorizer on one chunk; the chunk's intermediates with the ``colorize`` timing."""
     start, timings = time.perf_counter(), {}
     inputs = ColorizerInputs(match.target_l_work, similarity.warped_rgb8, similarity.warped_ab,
-                             similarity.similarity, similarity.confidence, match.reference_lab_work)
+                             similarity.similarity, similarity.confidence, match.reference_lab_work,
+                             match.target_pyramid)
     ab_work = models.colorizer(inputs).float()
     _tick(timings, "colorize", start, models.device)
     return Intermediates(tuple(indices), match, similarity, ab_work, timings)

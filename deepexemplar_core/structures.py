@@ -131,6 +131,8 @@ class ColorizerInputs:
         similarity: the ten maps (:class:`Similarity`).
         confidence: ``(B, 1, H, W)`` float32 in [0, 1], how much the warped colour can be trusted.
         reference_lab: ``(1, 3, Hr, Wr)`` float32 CIELab of the reference at working resolution.
+        target_pyramid: the backbone's features of the targets (for a colorizer that compares
+            target regions with each other), or ``None`` when the caller has none.
     """
 
     target_l: torch.Tensor
@@ -139,6 +141,7 @@ class ColorizerInputs:
     similarity: Similarity
     confidence: torch.Tensor
     reference_lab: torch.Tensor
+    target_pyramid: FeaturePyramid | None = None
 
 
 @runtime_checkable

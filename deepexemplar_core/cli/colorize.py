@@ -276,7 +276,9 @@ def run_colorize(args: argparse.Namespace) -> int:
         models.provenance["reference_index"] = str(args.reference_index_used)
         args.preloaded_models = models  # reused for the targets of the next reference
     print(f"model family: {models.family} ({models.provenance.get('family_reason', 'as requested')}); "
-          f"colorizer: {models.colorizer.name}", file=sys.stderr)
+          f"colorizer: {models.colorizer.name}"
+          + (f" (fill: {models.provenance['fill']})" if "fill" in models.provenance else ""),
+          file=sys.stderr)
     if models.provenance.get("warning"):
         print(f"warning: {models.provenance['warning']}", file=sys.stderr)
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Model family, weights, device, working size and matching backend options."""
+    from ..colorizers.propagation import FILLS
     from ..matching import BACKENDS
     from ..models import COLORIZERS, FAMILIES
 
@@ -34,6 +35,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="colour strength, 0 = gray, 1 = as predicted (default)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="PatchMatch implementation (auto = compiled extension when built)")
+    parser.add_argument("--fill", choices=FILLS, default="propagate",
+                        help="weights-free colorizer: how regions the reference matches nowhere "
+                             "are coloured; propagate = along the luminance (default), semantic "
+                             "= from alike regions of the target (docs/lite.md), auto = the "
+                             "measured best (recorded in the output's metadata)")
 
 
 def load_models_from_args(args: argparse.Namespace):
@@ -53,7 +59,7 @@ def load_models_from_args(args: argparse.Namespace):
             backbone = args.weights / weights_filename("gray_vgg")
         if colornet is None and (args.weights / weights_filename("colornet")).is_file():
             colornet = args.weights / weights_filename("colornet")
-    return load_models(
+    models = load_models(
         args.family,
         colorizer=args.colorizer,
         backbone_path=backbone,
@@ -63,6 +69,26 @@ def load_models_from_args(args: argparse.Namespace):
         repo_id=args.repo_id,
         search_dirs=folders,
     )
+    return _with_fill(models, getattr(args, "fill", "propagate"))
+
+
+def _with_fill(models, fill: str):
+    """Set the propagation colorizer's fill and record it in ``models.provenance["fill"]``.
+
+    Raises:
+        ValueError: a fill other than ``propagate`` for the paper's colour network.
+    """
+    from dataclasses import replace
+
+    from ..colorizers.propagation import PropagationColorizer
+
+    if isinstance(models.colorizer, PropagationColorizer):
+        models.colorizer.config = replace(models.colorizer.config, fill=fill)
+        models.provenance["fill"] = fill
+    elif fill != "propagate":
+        raise ValueError(f"--fill {fill}: only the weights-free colorizer has a fill; use "
+                         "--colorizer propagation or leave --fill out")
+    return models
 
 
 def config_from_args(args: argparse.Namespace, *, motion: bool = False):

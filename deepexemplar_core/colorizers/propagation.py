@@ -25,6 +25,19 @@ Algorithm (all batched tensor code, the same on CPU and GPU):
 5. **Keep confident colours.** ``ab = k * warped_ab + (1 - k) * ab`` with
    ``k = clamp((confidence - keep_above) / (1 - keep_above), 0, 1)``.
 
+**Fill** (:attr:`PropagationConfig.fill`). ``"propagate"`` (the default) is the algorithm above.
+``"semantic"`` replaces the prior of step 4 by the colours of the confident pixels whose target
+features are alike (:mod:`.semantic`): ``prior = s * ab_sem + (1 - s) * prior_ref`` with the
+support ``s``, both bilinearly resized from the descriptor grid, and this prior replaces the
+global and the wide levels of step 3: the coarse-to-fine pass starts from it at
+``semantic_reach`` pixels. A region with no confident luminance neighbour within that reach
+takes the colour of the confident regions the network finds alike instead of the reference's
+mood. The sources are weighted by
+:func:`~deepexemplar_core.confidence.fill_confidence` (forward similarity and luminance
+agreement of the warped pixel). It needs the target's features
+(``ColorizerInputs.target_pyramid``) and falls back to ``"propagate"`` without them. ``"auto"``
+is the measured best (:func:`choose_fill`). Measured comparison in ``docs/lite.md``.
+
 The defaults of :class:`PropagationConfig` were chosen with the lite backbone at 128 px on
 five pairs (self-references and different photos) by the ab error of the result; a range
 cell of 4 L units beat 6 and 10 there, ``lam`` trades the self-reference error (lower with
@@ -40,15 +53,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _checks
-from ..structures import ColorizerInputs
+from ..color import rgb_to_lab
+from ..confidence import fill_confidence
+from ..structures import ColorizerInputs, FeaturePyramid
+from .semantic import semantic_colors, target_descriptors
 
 __all__ = [
+    "FILLS",
     "PropagationColorizer",
     "PropagationConfig",
     "bilateral_grid_filter",
+    "choose_fill",
     "propagate_colors",
     "reference_prior",
 ]
+
+
+#: Fill methods of :class:`PropagationConfig` (module docstring).
+FILLS = ("propagate", "semantic", "auto")
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,12 @@ class PropagationConfig:
             the same.
         keep_above: confidence above which the warped colour is kept unchanged at 1.
         fallback_below: mean confidence below which the result leans on the prior.
+        fill: one of :data:`FILLS`: how pixels with no confident neighbour are coloured.
+        semantic_temperature: temperature ``T`` of the semantic fill's cosine similarity.
+        semantic_neighbours: confident cells ``k`` each cell of the semantic fill looks at.
+        semantic_reach: with the semantic fill, the widest luminance-guided level, pixels
+            (colours spread along luminance up to about this far; beyond, the semantic
+            estimate rules).
     """
 
     finest: float = 4.0
@@ -71,9 +99,20 @@ class PropagationConfig:
     lam: float = 0.05
     keep_above: float = 0.6
     fallback_below: float = 0.05
+    fill: str = "propagate"
+    semantic_temperature: float = 0.05
+    semantic_neighbours: int = 32
+    semantic_reach: float = 32.0
 
     def __post_init__(self) -> None:
-        for name in ("finest", "range_sigma", "global_range", "lam", "fallback_below"):
+        if self.fill not in FILLS:
+            raise ValueError(f"fill: expected one of {FILLS}, got {self.fill!r}")
+        if isinstance(self.semantic_neighbours, bool) or not isinstance(
+                self.semantic_neighbours, int) or self.semantic_neighbours < 1:
+            raise ValueError(f"semantic_neighbours: expected an int >= 1, got "
+                             f"{self.semantic_neighbours!r}")
+        for name in ("finest", "range_sigma", "global_range", "lam", "fallback_below",
+                     "semantic_temperature", "semantic_reach"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: expected > 0, got {getattr(self, name)}")
         if not 0 <= self.keep_above < 1:
@@ -203,6 +242,9 @@ def propagate_colors(
     confidence: torch.Tensor,
     reference_lab: torch.Tensor | None = None,
     config: PropagationConfig | None = None,
+    *,
+    target_pyramid: FeaturePyramid | None = None,
+    source_confidence: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fill low-confidence pixels with colours propagated along luminance (module docstring).
 
@@ -213,6 +255,10 @@ def propagate_colors(
         reference_lab: ``(1 | B, 3, Hr, Wr)`` float CIELab of the reference, for the prior and
             fallback colours; ``None`` uses gray (ab = 0).
         config: parameters; ``None`` uses :class:`PropagationConfig` defaults.
+        target_pyramid: the targets' backbone features, for ``fill="semantic"``/``"auto"``
+            (without them the fill is ``"propagate"``).
+        source_confidence: ``(B, 1, H, W)`` in [0, 1], which warped colours the semantic fill
+            may copy; ``None`` uses ``confidence``.
 
     Returns:
         ``(B, 2, H, W)`` float32 ab.
@@ -246,6 +292,7 @@ def propagate_colors(
     conf = confidence.float().clamp(0.0, 1.0)
     ab_in = warped_ab.float()
     prior = reference_prior(l, reference_lab, cfg.global_range)
+    semantic = target_pyramid is not None and choose_fill(cfg.fill) == "semantic"
     ones = torch.ones_like(conf)
     values = torch.cat([conf * ab_in, conf, ones], dim=1)
 
@@ -254,13 +301,58 @@ def propagate_colors(
         pull = cfg.lam * n[:, 3:4].clamp_min(1e-6)
         return (n[:, :2] + pull * coarser) / (n[:, 2:3] + pull)
 
-    ab = level(float("inf"), cfg.global_range, prior)
-    for spatial in _scales(l.shape[-2], l.shape[-1], cfg.finest):
+    scales = _scales(l.shape[-2], l.shape[-1], cfg.finest)
+    if semantic:
+        src = conf if source_confidence is None else source_confidence.float().clamp(0.0, 1.0)
+        prior = _semantic_prior(l, ab_in, src, prior, target_pyramid, cfg)
+        ab = prior  # the semantic estimate replaces the global and the wide levels
+        scales = [s for s in scales if s <= cfg.semantic_reach] or scales[-1:]
+    else:
+        ab = level(float("inf"), cfg.global_range, prior)
+    for spatial in scales:
         ab = level(spatial, cfg.range_sigma, ab)
     m = (conf.mean(dim=(1, 2, 3), keepdim=True) / cfg.fallback_below).clamp(max=1.0)
     ab = m * ab + (1.0 - m) * prior
     keep = ((conf - cfg.keep_above) / (1.0 - cfg.keep_above)).clamp(0.0, 1.0)
     return keep * ab_in + (1.0 - keep) * ab
+
+
+def choose_fill(fill: str) -> str:
+    """The fill that runs: ``fill`` itself, or for ``"auto"`` the measured best (docs/lite.md:
+    ``"propagate"``, which no other fill beat on every kind of reference).
+
+    Args:
+        fill: one of :data:`FILLS`.
+
+    Returns:
+        ``"propagate"`` or ``"semantic"``.
+
+    Raises:
+        ValueError: an unknown fill.
+
+    Example:
+        >>> choose_fill("semantic"), choose_fill("auto")
+        ('semantic', 'propagate')
+    """
+    if fill not in FILLS:
+        raise ValueError(f"fill: expected one of {FILLS}, got {fill!r}")
+    return "propagate" if fill == "auto" else fill
+
+
+def _semantic_prior(
+    l: torch.Tensor, ab: torch.Tensor, source_conf: torch.Tensor, prior: torch.Tensor,
+    pyramid: FeaturePyramid, cfg: PropagationConfig,
+) -> torch.Tensor:
+    """``s * ab_sem + (1 - s) * prior`` at working resolution (module docstring)."""
+    desc = target_descriptors(pyramid).to(l.device)
+    if desc.shape[0] != l.shape[0]:
+        raise ValueError(f"target_pyramid: expected batch {l.shape[0]}, got {desc.shape[0]}")
+    ab_sem, support = semantic_colors(desc, source_conf, ab, temperature=cfg.semantic_temperature,
+                                      neighbours=cfg.semantic_neighbours)
+    size = l.shape[-2:]
+    ab_sem = F.interpolate(ab_sem, size=size, mode="bilinear", align_corners=False)
+    support = F.interpolate(support, size=size, mode="bilinear", align_corners=False)
+    return support * ab_sem + (1.0 - support) * prior
 
 
 class PropagationColorizer(nn.Module):
@@ -289,7 +381,12 @@ class PropagationColorizer(nn.Module):
 
     def forward(self, inputs: ColorizerInputs) -> torch.Tensor:
         """Return ``ab: (B, 2, H, W)`` float32 for ``inputs.target_l``'s grid."""
+        pyramid = getattr(inputs, "target_pyramid", None)
+        source = None
+        if pyramid is not None and choose_fill(self.config.fill) == "semantic":
+            warped_l = rgb_to_lab(inputs.warped_rgb8.float() / 255.0)[:, :1]
+            source = fill_confidence(inputs.similarity, inputs.target_l, warped_l)
         return propagate_colors(
             inputs.target_l, inputs.warped_ab, inputs.confidence, inputs.reference_lab,
-            self.config,
+            self.config, target_pyramid=pyramid, source_confidence=source,
         )
