@@ -131,8 +131,8 @@ def test_a_film_with_two_references_carries_every_field_along_the_motion(lite, h
     references = prepare_references(lite, refs, CONFIG)
     assert isinstance(references, ReferenceSet)
     motion = MotionPrior()
-    done = list(colorize_iter(frames, references, lite, CONFIG, motion=motion,
-                              keep_intermediates=True))
+    done = list(colorize_iter(frames, references, lite, ColorizeConfig(size=SIZE, motion=True),
+                              motion=motion, keep_intermediates=True))
     assert [d.index for d in done] == [0, 1, 2] and motion.cuts == 0
     assert motion._nnf.shape[0] == 2  # one field per reference, carried to the next frame
     for d in done:
