@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "(default 1)")
     col.add_argument("--region", type=Path, action="append", default=None,
                      help="mask image of the N-th reference's region (white = colour here with "
-                          "it), drawn on the target; repeat in the references' order")
+                          "it), drawn on the target; repeat in the references' order, '-' for "
+                          "a reference without a region")
     col.add_argument("--region-weight", type=float, default=None,
                      help="a masked reference colours only inside its region (default), or, "
                           "with a weight >= 0, is only preferred there by that much")
@@ -169,7 +170,7 @@ def check_writable(folders: Iterable[Path]) -> None:
 
 
 def _metadata(models, references: list[Path], target: Path, config, done,
-              regions: list[Path]) -> dict[str, str]:
+              regions: list[tuple[Path, object]]) -> dict[str, str]:
     meta = {f"deepexemplar:{k}": v for k, v in models.provenance.items()}
     if len(references) > 1:  # several: which reference coloured what share of the pixels
         group = done.intermediates
@@ -179,7 +180,7 @@ def _metadata(models, references: list[Path], target: Path, config, done,
         meta["deepexemplar:choice"] = json.dumps(
             {str(r): round(float(share), 4) for r, share in zip(references, shares, strict=True)})
         if regions:
-            meta["deepexemplar:regions"] = json.dumps([str(r) for r in regions])
+            meta["deepexemplar:regions"] = json.dumps([str(path) for path, _ in regions])
     meta.update({
         "deepexemplar:reference": ", ".join(str(r) for r in references),
         "deepexemplar:target": str(target),
@@ -190,7 +191,8 @@ def _metadata(models, references: list[Path], target: Path, config, done,
     return meta
 
 
-def _readable(jobs: list[_Job], loaded: dict[int, object], regions: dict[Path, object]) -> Iterator:
+def _readable(jobs: list[_Job], loaded: dict[int, object],
+              regions: list[tuple[Path, object]]) -> Iterator:
     """Read each target in turn; yield the readable ones' pixels, mark the others.
 
     A target that cannot be read, or that a region does not fit, fails alone; one the core
@@ -206,8 +208,9 @@ def _readable(jobs: list[_Job], loaded: dict[int, object], regions: dict[Path, o
             continue
         try:
             image = read_image(job.source)
-            for path, mask in regions.items():
-                resize_region(f"--region {path}", mask, tuple(image.pixels.shape[-2:]))
+            for path, mask in regions:
+                if mask is not None:
+                    resize_region(f"--region {path}", mask, tuple(image.pixels.shape[-2:]))
         except ImageReadError as err:
             job.status, job.error = "unreadable", str(err)
             continue
@@ -218,8 +221,8 @@ def _readable(jobs: list[_Job], loaded: dict[int, object], regions: dict[Path, o
         yield image.pixels
 
 
-def _colorize_all(jobs: list[_Job], prepared, refs: list[Path], regions: dict[Path, object], models,
-                  config, args) -> None:
+def _colorize_all(jobs: list[_Job], prepared, refs: list[Path], regions: list[tuple[Path, object]],
+                  models, config, args) -> None:
     """One streaming core call for all targets; each result is written as it finishes."""
     from ..pipeline import PROGRESS_UNITS, colorize_iter
 
@@ -247,7 +250,7 @@ def _colorize_all(jobs: list[_Job], prepared, refs: list[Path], regions: dict[Pa
                                   keep_intermediates=args.save_intermediates or len(refs) > 1,
                                   on_invalid=refused):
             number, image = loaded.pop(done.index)
-            meta = _metadata(models, refs, jobs[number].source, config, done, list(regions))
+            meta = _metadata(models, refs, jobs[number].source, config, done, regions)
             _write(jobs[number], image, done, meta, refs, args.save_intermediates)
     finally:
         if bar is not None:
@@ -306,7 +309,8 @@ def run_colorize(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     try:
         references = [read_image(path) for path in refs]
-        regions = {path: read_image(path).pixels.mean(dim=0) for path in region_paths}
+        regions = [(path, None if str(path) == "-" else read_image(path).pixels.mean(dim=0))
+                   for path in region_paths]
     except ImageReadError as err:
         print(f"error: reference: {err}", file=sys.stderr)
         return EXIT_INPUT
@@ -359,7 +363,7 @@ def _mark_existing(jobs: list[_Job], skip_existing: bool) -> None:
                 job.replaced = True
 
 
-def _prepare(models, references: list, paths: list[Path], regions: dict[Path, object], config,
+def _prepare(models, references: list, paths: list[Path], regions: list[tuple[Path, object]], config,
              args) -> tuple[object, list[Path]]:
     """The prepared reference (one, as always) or set (several, or regions); the paths kept.
 
@@ -368,7 +372,7 @@ def _prepare(models, references: list, paths: list[Path], regions: dict[Path, ob
     from ..fusion import FusionConfig
     from ..pipeline import prepare_reference, prepare_references
 
-    if len(references) == 1 and not regions:
+    if len(references) == 1 and all(mask is None for _, mask in regions):
         try:
             return prepare_reference(models, references[0].rgb(), config), paths
         except ValueError as err:
@@ -376,7 +380,7 @@ def _prepare(models, references: list, paths: list[Path], regions: dict[Path, ob
     weight = getattr(args, "region_weight", None)
     fusion = FusionConfig() if weight is None else FusionConfig(region_weight=weight)
     prepared = prepare_references(models, [r.rgb() for r in references], config,
-                                  masks=list(regions.values()), fusion=fusion)
+                                  masks=[mask for _, mask in regions], fusion=fusion)
     for k in sorted(set(range(len(paths))) - set(prepared.positions)):
         print(f"warning: {paths[k]}: has no colour (R, G and B agree); left out", file=sys.stderr)
     return prepared, [paths[k] for k in prepared.positions]
