@@ -206,8 +206,14 @@ def _prepared(models: Models, reference: torch.Tensor | PreparedReference | Sequ
         refs = reference if isinstance(reference, ReferenceSet) else prepare_references(
             models, reference, config)
         refs = dataclasses.replace(refs, references=tuple(
-            _prepared(models, r, config) for r in refs.references))
+            _prepared_one(models, r, config) for r in refs.references))
         return refs.references[0] if len(refs) == 1 and refs.masks[0] is None else refs
+    return _prepared_one(models, reference, config)
+
+
+def _prepared_one(models: Models, reference: torch.Tensor | PreparedReference,
+                  config: ColorizeConfig) -> PreparedReference:
+    """One reference, prepared (or checked to fit, when it already is)."""
     if not isinstance(reference, PreparedReference):
         rgb, gray = check_reference(reference, allow_gray=False)
         return _prepare(models, rgb, gray, config)
@@ -377,10 +383,10 @@ def match_images(
     models, config = _check_models(models), _check_config(config)
     _check_motion(motion, config)
     images = _checked_targets(targets)
-    prepared = _prepared(models, reference, config)
-    if isinstance(prepared, ReferenceSet):
-        raise ValueError("reference: match_images matches one reference; colorize and "
-                         "colorize_iter take several")
+    if isinstance(reference, (list, tuple, ReferenceSet)):
+        raise ImageError("reference", "batch", "reference: match_images matches one reference; "
+                                               "colorize and colorize_iter take several")
+    prepared = _prepared_one(models, reference, config)
     if config.motion and motion is None:
         motion = MotionPrior()
     return _match(models, images, prepared, config, progress, motion)
