@@ -242,7 +242,7 @@ def pick_references(index: Index | str | os.PathLike, target_path: str | os.Path
 
     Args:
         index: an :class:`Index` or the path of an index folder.
-        target_path: the target image file.
+        target_path: the target image file, or its pixels (as :func:`recommend` takes them).
         k: how many; fewer come back when the index has fewer eligible images.
 
     Returns:
