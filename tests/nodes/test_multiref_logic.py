@@ -60,8 +60,8 @@ def test_regions_decide_and_bad_regions_are_phrased(logic, lite, halves):
     red = torch.tensor([0.90, 0.10, 0.29])
     is_first = (choices[0].movedim(0, -1) - red).abs().sum(-1) < 1e-3
     assert bool(is_first[:, -SIZE // 2 + 8:].all()) and not bool(is_first[:, : SIZE].any())
-    with pytest.raises(logic.NodeInputError, match=r"ExemplarColorize: 'regions' holds 3 masks "
-                                                   r"for 2 reference"):
+    with pytest.raises(logic.NodeInputError, match=r"Colorize: 'regions' holds 3 masks for 2 "
+                                                   r"reference.*one mask per reference"):
         logic.regions_to_core(torch.ones(3, 8, 8), 2, "ExemplarColorize")
     with pytest.raises(logic.NodeInputError, match=r"masks\[0\]: a 8x8 mask does not fit"):
         logic.run_colorize(lite, logic.image_to_core(target, "target", "n"),
