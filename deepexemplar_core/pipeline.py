@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from .color import l_ab_to_rgb, rgb_to_l, rgb_to_lab
 from .confidence import confidence_map
+from .fusion import Fusion, FusionConfig, fuse_references, resize_region
 from .inputs import (
     MAX_SIZE,
     MIN_SIDE,
@@ -58,6 +59,7 @@ from .results import (
     Intermediates,
     MatchResult,
     PreparedReference,
+    ReferenceSet,
     SimilarityResult,
 )
 from .similarity import similarity_maps
@@ -73,6 +75,7 @@ __all__ = [
     "MatchResult",
     "Models",
     "PreparedReference",
+    "ReferenceSet",
     "SimilarityResult",
     "check_image",
     "colorize",
@@ -82,6 +85,7 @@ __all__ = [
     "match_images",
     "move_to",
     "prepare_reference",
+    "prepare_references",
     "working_size",
 ]
 
@@ -190,10 +194,26 @@ def _checked_targets(targets: torch.Tensor | Sequence[torch.Tensor]) -> list[tor
     return images
 
 
-def _prepared(models: Models, reference: torch.Tensor | PreparedReference,
-              config: ColorizeConfig) -> PreparedReference:
+def _prepared(models: Models, reference: torch.Tensor | PreparedReference | Sequence | ReferenceSet,
+              config: ColorizeConfig) -> PreparedReference | ReferenceSet:
     """``reference`` prepared for ``models`` and ``config``: prepared here from an image, or
-    checked to fit when it already is."""
+    checked to fit when it already is.
+
+    Several references give a :class:`ReferenceSet`; a set of one without a region is that one
+    :class:`PreparedReference` (the one-reference path, pixel for pixel).
+    """
+    if _is_several(reference):
+        refs = reference if isinstance(reference, ReferenceSet) else prepare_references(
+            models, reference, config)
+        refs = dataclasses.replace(refs, references=tuple(
+            _prepared_one(models, r, config) for r in refs.references))
+        return refs.references[0] if len(refs) == 1 and refs.masks[0] is None else refs
+    return _prepared_one(models, reference, config)
+
+
+def _prepared_one(models: Models, reference: torch.Tensor | PreparedReference,
+                  config: ColorizeConfig) -> PreparedReference:
+    """One reference, prepared (or checked to fit, when it already is)."""
     if not isinstance(reference, PreparedReference):
         rgb, gray = check_reference(reference, allow_gray=False)
         return _prepare(models, rgb, gray, config)
@@ -363,7 +383,10 @@ def match_images(
     models, config = _check_models(models), _check_config(config)
     _check_motion(motion, config)
     images = _checked_targets(targets)
-    prepared = _prepared(models, reference, config)
+    if isinstance(reference, (list, tuple, ReferenceSet)):
+        raise ImageError("reference", "batch", "reference: match_images matches one reference; "
+                                               "colorize and colorize_iter take several")
+    prepared = _prepared_one(models, reference, config)
     if config.motion and motion is None:
         motion = MotionPrior()
     return _match(models, images, prepared, config, progress, motion)
@@ -378,11 +401,8 @@ def _match(models: Models, images: list[torch.Tensor], prepared: PreparedReferen
     that a frame gets the same numbers whether it is matched in a chunk of 8 or a batch of 100.
     """
     device, timings = models.device, {}
-    start = time.perf_counter()
     height, width = images[0].shape[-2:]
-    work = working_size(height, width, config.size)
-    target_l = torch.cat([_resize(_luminance(img.to(device)), work) for img in images])
-    start = _tick(timings, "resize", start, device)
+    target_l, start = _target_luminance(models, images, config, timings)
     if motion is None:
         target_pyr = models.backbone.pyramid(target_l)
         start = _tick(timings, "features", start, device)
@@ -393,6 +413,16 @@ def _match(models: Models, images: list[torch.Tensor], prepared: PreparedReferen
         target_pyr, corr = _match_frames(models, target_l, prepared, config, progress, motion,
                                          timings)
     return MatchResult(target_l, prepared, target_pyr, corr, (int(height), int(width)), timings)
+
+
+def _target_luminance(models: Models, images: list[torch.Tensor], config: ColorizeConfig,
+                      timings: dict[str, float]) -> tuple[torch.Tensor, float]:
+    """``(B, 1, h, w)`` working-size luminance of same-sized images (``resize`` timed); also
+    the time it ended."""
+    device, start = models.device, time.perf_counter()
+    work = working_size(images[0].shape[-2], images[0].shape[-1], config.size)
+    target_l = torch.cat([_resize(_luminance(img.to(device)), work) for img in images])
+    return target_l, _tick(timings, "resize", start, device)
 
 
 def _match_config(config: ColorizeConfig, pyramid: FeaturePyramid) -> MatchConfig:
@@ -472,15 +502,23 @@ def _similarity(match: MatchResult) -> SimilarityResult:
 
 
 def _colorize_chunk(models: Models, indices: list[int], match: MatchResult,
-                    similarity: SimilarityResult) -> Intermediates:
-    """Run the colorizer on one chunk; the chunk's intermediates with the ``colorize`` timing."""
+                    similarity: SimilarityResult,
+                    references: tuple[tuple[MatchResult, SimilarityResult], ...] = (),
+                    fusion: Fusion | None = None) -> Intermediates:
+    """Run the colorizer on one chunk; the chunk's intermediates with the ``colorize`` timing.
+
+    With several references (``references`` and ``fusion`` from :func:`_match_several`) the
+    colorizer's reference colours are all references' pixels pooled.
+    """
     start, timings = time.perf_counter(), {}
+    reference_lab = match.reference_lab_work if not references else torch.cat(
+        [m.reference_lab_work.flatten(2) for m, _ in references], dim=2).unsqueeze(2)
     inputs = ColorizerInputs(match.target_l_work, similarity.warped_rgb8, similarity.warped_ab,
-                             similarity.similarity, similarity.confidence, match.reference_lab_work,
+                             similarity.similarity, similarity.confidence, reference_lab,
                              match.target_pyramid)
     ab_work = models.colorizer(inputs).float()
     _tick(timings, "colorize", start, models.device)
-    return Intermediates(tuple(indices), match, similarity, ab_work, timings)
+    return Intermediates(tuple(indices), match, similarity, ab_work, timings, references, fusion)
 
 
 def _finish(image: torch.Tensor, ab_work: torch.Tensor,
@@ -497,7 +535,9 @@ def _finish_chunk(inter: Intermediates, group: list[torch.Tensor], config: Color
                   output_device: torch.device | str | None,
                   keep_intermediates: bool) -> Iterator[ColorizedImage]:
     """Full-resolution results of one chunk; each carries its share of the chunk's timings."""
-    stages = _sum_timings(inter.match.timings, inter.similarity.timings, inter.timings)
+    matched = [t for m, s in inter.references for t in (m.timings, s.timings)]
+    stages = _sum_timings(*(matched or [inter.match.timings]), inter.similarity.timings,
+                          inter.timings)
     share = {k: v / len(group) for k, v in stages.items()}
     device = group[0].device
     for j, index in enumerate(inter.indices):
@@ -585,7 +625,7 @@ def _checked_stream(images: Iterator[torch.Tensor],
             on_invalid(index, err)
 
 
-def _stream(models: Models, config: ColorizeConfig, prepared: PreparedReference,
+def _stream(models: Models, config: ColorizeConfig, prepared: PreparedReference | ReferenceSet,
             images: Iterator[tuple[int, torch.Tensor]], total: int, chunk_size: int | None,
             progress: Progress | None, keep_intermediates: bool,
             output_device: torch.device | str | None,
@@ -595,11 +635,14 @@ def _stream(models: Models, config: ColorizeConfig, prepared: PreparedReference,
     for chunk in _chunks(images, chunk_size):
         indices, group = [i for i, _ in chunk], [img.to(models.device) for _, img in chunk]
         count = len(group)
-        m = _match(models, group, prepared, config,
-                   _chunk_progress(progress, total, done, count, 0.0, 0.6), motion)
-        s = _similarity(m)
+        relay = _chunk_progress(progress, total, done, count, 0.0, 0.6)
+        if isinstance(prepared, ReferenceSet):
+            m, s, *several = _match_several(models, group, prepared, config, relay, motion)
+        else:
+            m = _match(models, group, prepared, config, relay, motion)
+            s, several = _similarity(m), ()
         _report(progress, total, done, count, 0.8)
-        inter = _colorize_chunk(models, indices, m, s)
+        inter = _colorize_chunk(models, indices, m, s, *several)
         yield from _finish_chunk(inter, group, config, output_device, keep_intermediates)
         done += count
         _report(progress, total, done, 0, 0.0)
@@ -704,7 +747,8 @@ def colorize(
     if not results:
         raise ImageError("targets", "empty", "targets: empty batch; pass at least one image")
     chunks = tuple(dict.fromkeys(r.intermediates for r in results))
-    reference_timings = chunks[0].match.reference.timings if match is None else {}
+    prepared = [m.reference for m, _ in chunks[0].references] or [chunks[0].match.reference]
+    reference_timings = _sum_timings(*(r.timings for r in prepared)) if match is None else {}
     timings = _sum_timings(reference_timings, *(r.timings for r in results))
     timings["total"] = time.perf_counter() - start
     return ColorizeResult(
@@ -775,6 +819,151 @@ def _joined(parts: list[Any]) -> Any:
     if isinstance(first, dict):
         return _sum_timings(*parts)
     return first
+
+
+# ----------------------------------------------------------------------------- several references
+
+
+def _is_several(reference: object) -> bool:
+    """A set, a list/tuple of images, or a ``(K, C, H, W)`` batch with ``K > 1``."""
+    if isinstance(reference, ReferenceSet):
+        return True
+    if isinstance(reference, torch.Tensor):
+        return reference.dim() == 4 and reference.shape[0] > 1
+    return isinstance(reference, (list, tuple))
+
+
+@torch.no_grad()
+def prepare_references(
+    models: Models,
+    references: torch.Tensor | Sequence[torch.Tensor | PreparedReference],
+    config: ColorizeConfig | None = None,
+    *,
+    masks: Sequence[torch.Tensor | None] | torch.Tensor | None = None,
+    fusion: FusionConfig | None = None,
+) -> ReferenceSet:
+    """Prepare several colour references (and their regions) once, for :func:`colorize`.
+
+    Every target is matched against every reference; per pixel the reference whose
+    correspondence is best colours it, softly across boundaries, unless a region says otherwise
+    (:mod:`deepexemplar_core.fusion`). The backbone runs once per reference.
+
+    Args:
+        models: from :func:`load_models`.
+        references: a ``(K, 1|3, Hr, Wr)`` batch or a list of ``(1|3, Hr, Wr)`` sRGB images in
+            [0, 1] of any sizes and aspects, or of :func:`prepare_reference` results.
+        config: its ``size`` is the working short side.
+        masks: ``None``, or up to ``K`` regions in the references' order (a list whose entries
+            are ``(H, W)`` masks in [0, 1] drawn on the targets, or ``None`` for an unmasked
+            reference; or a ``(N, H, W)`` batch): a masked reference colours only inside its
+            region (or is preferred there, :attr:`FusionConfig.region_weight`).
+        fusion: score, smoothing and region weight; ``None`` uses the defaults.
+
+    Returns:
+        ReferenceSet. A gray reference among colour ones is left out (named in
+        :attr:`ReferenceSet.skipped` and logged), together with its region.
+
+    Raises:
+        TypeError, ValueError: no reference, a bad image (the message names its position),
+            more regions than references, a bad region, or only gray references.
+
+    Example:
+        >>> from deepexemplar_core import load_models
+        >>> refs = prepare_references(load_models("lite"), [torch.rand(3, 64, 96),
+        ...                           torch.rand(3, 80, 64)], ColorizeConfig(size=64))
+        >>> len(refs), refs.skipped
+        (2, ())
+    """
+    models, config = _check_models(models), _check_config(config)
+    if isinstance(references, (str, bytes)):
+        raise TypeError("references: expected images or prepared references, got a string")
+    items = list(references.unbind(0) if isinstance(references, torch.Tensor)
+                 and references.dim() == 4 else references)
+    if not items:
+        raise ValueError("references: expected at least one colour image")
+    masks = [] if masks is None else list(masks.unbind(0) if isinstance(masks, torch.Tensor)
+                                          else masks)
+    if len(masks) > len(items):
+        raise ValueError(f"masks: {len(masks)} regions for {len(items)} references; give at "
+                         "most one region per reference, in the references' order")
+    masks += [None] * (len(items) - len(masks))
+    for k, mask in enumerate(masks):
+        if mask is not None:
+            resize_region(f"masks[{k}]", mask, tuple(mask.shape[-2:]))
+            if float(mask.max()) <= 0.0:
+                raise ValueError(f"masks[{k}]: is empty (all 0), so references[{k}] would colour "
+                                 "nothing; draw its region or give no mask for it")
+    kept, skipped = [], []
+    for k, item in enumerate(items):
+        if isinstance(item, PreparedReference):
+            kept.append((k, item))
+            continue
+        try:
+            rgb, gray = check_reference(item, allow_gray=False)
+        except ImageError as err:
+            if err.kind != "gray":
+                raise ImageError(f"references[{k}]", err.kind,
+                                 f"references[{k}]: {err}") from None
+            skipped.append(f"references[{k}]: has no colour (R, G and B agree); left out")
+            logger.warning("%s", skipped[-1])
+            continue
+        kept.append((k, _prepare(models, rgb, gray, config)))
+    if not kept:
+        raise ImageError("references", "gray", "references: every reference is gray, so the "
+                                               "result would be gray; pass colour photos")
+    return ReferenceSet(tuple(p for _, p in kept), tuple(masks[k] for k, _ in kept),
+                        fusion or FusionConfig(), tuple(k for k, _ in kept), tuple(skipped))
+
+
+def _match_several(models: Models, images: list[torch.Tensor], references: ReferenceSet,
+                   config: ColorizeConfig, progress: Progress | None, motion: MotionPrior | None
+                   ) -> tuple[MatchResult, SimilarityResult,
+                              tuple[tuple[MatchResult, SimilarityResult], ...], Fusion]:
+    """Match same-sized targets against every reference of a set and fuse the results.
+
+    The targets' features are computed once; each reference is matched (and its similarity,
+    warp and confidence computed) in turn, then
+    :func:`~deepexemplar_core.fusion.fuse_references` fuses them. With ``motion`` each frame
+    runs alone and every reference's field is carried to the next frame. Returns the first
+    reference's match, the fused similarity stage, every reference's ``(match, similarity)``
+    and the fusion.
+    """
+    device, count = models.device, len(references)
+    timings: list[dict[str, float]] = [{} for _ in range(count)]
+    height, width = images[0].shape[-2:]
+    target_l, start = _target_luminance(models, images, config, timings[0])
+    frames = [target_l] if motion is None else list(target_l.split(1))
+    pyramids, fields = [], [[] for _ in range(count)]
+    for f, l in enumerate(frames):
+        start = time.perf_counter()
+        pyramid = models.backbone.pyramid(l)
+        start = _tick(timings[0], "features", start, device)
+        priors = motion.prior_for(l) if motion is not None else None
+        if priors is not None and priors.shape[0] != count:
+            priors = None  # the previous frame had another set of references
+        for k, reference in enumerate(references.references):
+            relay = None if progress is None else _relay(progress, f * count + k,
+                                                         len(frames) * count)
+            fields[k].append(dense_match(pyramid, reference.pyramid, _match_config(config, pyramid),
+                                         progress=relay,
+                                         prior=None if priors is None else priors[k : k + 1]))
+            start = _tick(timings[k], "matching", start, device)
+        if motion is not None:
+            motion.remember(l, torch.cat([field[-1].nnf_tr for field in fields]))
+        pyramids.append(pyramid)
+    pyramid = _joined(pyramids)
+    stages = []
+    for k, reference in enumerate(references.references):
+        m = MatchResult(target_l, reference, pyramid, _joined(fields[k]),
+                        (int(height), int(width)), timings[k])
+        stages.append((m, _similarity(m)))
+    start, fusion_timings = time.perf_counter(), {}
+    fused = fuse_references([s for _, s in stages], [m.correspondence for m, _ in stages],
+                            references.masks, references.fusion)
+    _tick(fusion_timings, "fusion", start, device)
+    similarity = SimilarityResult(fused.similarity, fused.warped_rgb8, fused.warped_ab,
+                                  fused.confidence, fusion_timings)
+    return stages[0][0], similarity, tuple(stages), fused
 
 
 def move_to(value: Any, device: torch.device | str) -> Any:

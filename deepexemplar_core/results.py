@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .fusion import Fusion, FusionConfig
 from .structures import Correspondence, FeaturePyramid, Similarity
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Intermediates",
     "MatchResult",
     "PreparedReference",
+    "ReferenceSet",
     "SimilarityResult",
 ]
 
@@ -49,6 +51,30 @@ class PreparedReference:
     original_size: tuple[int, int]
     gray: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    """Several prepared references and their optional regions
+    (:func:`~deepexemplar_core.pipeline.prepare_references`).
+
+    Attributes:
+        references: the colour references, each prepared once.
+        masks: per reference, ``None`` or its ``(H, W)`` region in [0, 1] drawn on the targets.
+        fusion: how the references are fused (:class:`~deepexemplar_core.fusion.FusionConfig`).
+        positions: per reference, its position among the references as given (gray ones are
+            left out, see :attr:`skipped`).
+        skipped: one message per reference left out (a gray image among colour ones).
+    """
+
+    references: tuple[PreparedReference, ...]
+    masks: tuple[torch.Tensor | None, ...]
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    positions: tuple[int, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.references)
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,10 @@ class Intermediates:
         similarity: the similarity / warp stage.
         ab_work: ``(B, 2, h, w)`` predicted chroma at working resolution.
         timings: seconds of the colorizer on this chunk, ``{"colorize": ...}``.
+        references: several references: per reference, its ``(match, similarity)`` (then
+            :attr:`match` is the first reference's and :attr:`similarity` the fused one);
+            empty for one reference.
+        fusion: several references: the weights and the choice map; ``None`` for one.
     """
 
     indices: tuple[int, ...]
@@ -128,6 +158,15 @@ class Intermediates:
     similarity: SimilarityResult
     ab_work: torch.Tensor
     timings: dict[str, float] = field(default_factory=dict)
+    references: tuple[tuple[MatchResult, SimilarityResult], ...] = ()
+    fusion: Fusion | None = None
+
+    @property
+    def choice(self) -> torch.Tensor:
+        """``(B, 1, h, w)`` int64: which reference coloured each pixel (all 0 for one)."""
+        if self.fusion is not None:
+            return self.fusion.choice
+        return torch.zeros_like(self.similarity.confidence, dtype=torch.int64)
 
 
 @dataclass(frozen=True)
@@ -199,3 +238,9 @@ class ColorizeResult:
     def warped_rgb8(self) -> torch.Tensor:
         """``(B, 3, h, w)`` uint8 warped reference colours of the (single) target group."""
         return self._single().similarity.warped_rgb8
+
+    @property
+    def choice(self) -> torch.Tensor:
+        """``(B, 1, h, w)`` int64 choice map of the (single) target group: which reference
+        coloured each pixel (all 0 with one reference)."""
+        return self._single().choice

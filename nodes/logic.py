@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from deepexemplar_core.backbones import load_backbone as core_load_backbone
 from deepexemplar_core.colorizers import load_colorizer
+from deepexemplar_core.fusion import choice_image
 from deepexemplar_core.inputs import (
     MAX_SIZE,  # noqa: F401 - widget bounds of the nodes
     MIN_SIDE,  # noqa: F401 - widget bounds of the nodes
@@ -34,6 +35,7 @@ from deepexemplar_core.pipeline import (
     colorize_iter,
     compute_similarity,
     match_images,
+    prepare_references,
     move_to,  # noqa: F401 - the node classes move stage results to ComfyUI's devices
 )
 from deepexemplar_core.weights import (
@@ -156,17 +158,45 @@ def image_to_core(image: object, slot: str, node: str) -> torch.Tensor:
 
 
 def reference_to_core(image: object, node: str) -> torch.Tensor:
-    """ComfyUI ``IMAGE`` holding one colour reference -> ``(1, C, H, W)`` float32.
+    """ComfyUI ``IMAGE`` holding colour references -> ``(K, C, H, W)`` float32.
 
     Raises:
-        NodeInputError: as :func:`image_to_core`; the core refuses a batch of several
-            references and a gray one (phrased by :func:`core_errors`).
+        NodeInputError: as :func:`image_to_core`; where a node takes one reference, the core
+            refuses a batch of several, and a gray one (phrased by :func:`core_errors`).
 
     Example:
         >>> reference_to_core(torch.rand(1, 40, 48, 3), "DenseMatch").shape
         torch.Size([1, 3, 40, 48])
     """
     return image_to_core(image, "reference", node)
+
+
+def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tensor] | None:
+    """ComfyUI ``MASK`` (one region per reference, in the batch's order) -> ``(H, W)`` masks.
+
+    Args:
+        mask: ``None``, or ``(N, H, W)`` / ``(H, W)`` float in [0, 1] drawn on the target.
+        references: how many references the node got.
+        node: name used in messages.
+
+    Raises:
+        NodeInputError: not a MASK, or more regions than references.
+
+    Example:
+        >>> [m.shape for m in regions_to_core(torch.ones(1, 8, 8), 2, "ExemplarColorize")]
+        [torch.Size([8, 8])]
+    """
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3):
+        raise NodeInputError(node, "'regions' expected a MASK (N, H, W).",
+                             "connect a MASK output (e.g. the mask of Load Image).")
+    masks = list((mask if mask.dim() == 3 else mask[None]).float().unbind(0))
+    if len(masks) > references:
+        raise NodeInputError(node, f"'regions' holds {len(masks)} masks for {references} "
+                             "reference(s).", "give one mask per reference image, in the "
+                             "reference batch's order (batch the masks as the references).")
+    return masks
 
 
 def images_to_comfy(images: Sequence[torch.Tensor], device: torch.device | str) -> torch.Tensor:
@@ -464,7 +494,9 @@ def run_similarity(models: Models, match: MatchResult, node: str) -> SimilarityR
 def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                  config: ColorizeConfig, node: str, *, match: MatchHandle | None = None,
                  similarity: SimilarityHandle | None = None, report: Report | None = None,
-                 output_device: torch.device | str = "cpu") -> list[torch.Tensor]:
+                 output_device: torch.device | str = "cpu",
+                 regions: list[torch.Tensor] | None = None,
+                 choices: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Colorize a batch of targets: one streaming core call, or one call on precomputed stages.
 
     The reference's features are computed once; the frames go through the core in one
@@ -474,7 +506,8 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
     Args:
         models: from :func:`assemble_models`.
         target: ``(B, C, H, W)`` from :func:`image_to_core`.
-        reference: ``(1, 3, Hr, Wr)`` from :func:`reference_to_core`.
+        reference: ``(K, 3, Hr, Wr)`` from :func:`reference_to_core`: one reference, or several
+            (per pixel the best-matching one colours the target).
         config: from :func:`make_config`.
         node: name used in messages.
         match: a ``DenseMatch`` output for these targets.
@@ -482,6 +515,9 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
             ``None``.
         report: ``(done, total)`` progress callback; it may raise to interrupt the run.
         output_device: where the results go (ComfyUI's intermediate device).
+        regions: from :func:`regions_to_core`: a masked reference colours only inside its mask.
+        choices: if given, receives per target its choice map, ``(3, H, W)`` at the target's
+            size (:func:`~deepexemplar_core.fusion.choice_image`: red = the first reference).
 
     Returns:
         One ``(3, H, W)`` float32 image in [0, 1] per target, at the input resolution.
@@ -496,17 +532,41 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                                  "than the one connected to 'correspondence'.",
                                  _PHRASES["similarity"][1])
         match = similarity.source
+    if match is not None and reference.shape[0] > 1:
+        raise NodeInputError(node, f"'reference' holds {reference.shape[0]} images, but a "
+                             "precomputed correspondence matches one reference.",
+                             "disconnect 'correspondence'/'similarity' to colorize with "
+                             "several references.")
     with core_errors(node):
         if match is not None:
             stage = None if similarity is None else similarity.result
             result = colorize(target.to(models.device), None, models, config,
                               match=match.match, similarity=stage,
                               chunk_size=FRAMES_PER_CHUNK)
+            if choices is not None:  # one reference: every pixel is the first's
+                choices.extend(choice_image(torch.zeros(1, 1, *image.shape[-2:], dtype=torch.long)
+                                            )[0].to(output_device) for image in result.images)
             return [image.to(output_device) for image in result.images]
-        results = colorize_iter(target, reference.to(models.device), models, config,
-                                chunk_size=FRAMES_PER_CHUNK, progress=report,
-                                output_device=output_device)
-        return [done.image for done in results]
+        refs = reference.to(models.device)
+        if regions is not None or reference.shape[0] > 1:
+            refs = prepare_references(models, refs, config, masks=regions)
+        results = colorize_iter(target, refs, models, config, chunk_size=FRAMES_PER_CHUNK,
+                                progress=report, output_device=output_device,
+                                keep_intermediates=choices is not None)
+        images = []
+        for done in results:
+            images.append(done.image)
+            if choices is not None:
+                choices.append(_choice_map(done, output_device))
+        return images
+
+
+def _choice_map(done, device: torch.device | str) -> torch.Tensor:
+    """``(3, H, W)`` choice map of one finished target at its size (nearest upsampling)."""
+    group = done.intermediates
+    choice = group.choice[group.indices.index(done.index)][None]
+    full = F.interpolate(choice.float(), size=tuple(done.image.shape[-2:]), mode="nearest")
+    return choice_image(full.long())[0].to(device)
 
 
 #: How the nodes phrase the core's refusals (:class:`~deepexemplar_core.inputs.InputError`),

@@ -174,8 +174,10 @@ def _image_inputs() -> list[io.Input]:
     return [
         io.Image.Input("target", tooltip="Gray photo(s) or video frames to colorize (an IMAGE "
                                          "batch; colour inputs are reduced to their luminance)."),
-        io.Image.Input("reference", tooltip="One colour photo whose colours are transferred "
-                                            "(batch of 1; any size)."),
+        io.Image.Input("reference", tooltip="The colour photo whose colours are transferred "
+                                            "(any size). Colorize also takes a batch of "
+                                            "several: each pixel takes the one that matches "
+                                            "it best."),
         Backbone.Input("backbone", tooltip="From Load Backbone."),
     ]
 
@@ -271,9 +273,11 @@ class ExemplarColorize(io.ComfyNode):
             **search_aliases("ExemplarColorize"),
             display_name="Exemplar Colorization: Colorize",
             category=CATEGORY,
-            description="Colorizes gray photos or video frames with the colours of one "
-                        "reference (exemplar) photo: Deep Exemplar-based Colorization, He et "
-                        "al. 2018. The output keeps the input size and count.",
+            description="Colorizes gray photos or video frames with the colours of one or more "
+                        "reference (exemplar) photos: Deep Exemplar-based Colorization, He et "
+                        "al. 2018. With several, each pixel takes the reference that matches it "
+                        "best, or the one whose region covers it. The output keeps the input "
+                        "size and count.",
             inputs=_image_inputs() + [
                 ColorNet.Input("colornet", tooltip="From Load Colorization Network."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.05,
@@ -290,26 +294,38 @@ class ExemplarColorize(io.ComfyNode):
                 SimilarityType.Input("similarity", optional=True,
                                      tooltip="Optional: reuse Similarity Maps of the same "
                                              "correspondence."),
+                io.Mask.Input("regions", optional=True,
+                              tooltip="Optional: one mask per reference, in the batch's order, "
+                                      "drawn on the target (white = colour here with that "
+                                      "reference; it colours nothing outside). References "
+                                      "without a mask choose automatically."),
             ],
             outputs=[io.Image.Output(display_name="image",
-                                     tooltip="Colorized images, same size and count as 'target'.")],
+                                     tooltip="Colorized images, same size and count as 'target'."),
+                     io.Image.Output(display_name="choice",
+                                     tooltip="Which reference coloured each pixel: red = the "
+                                             "first, green = the second, blue = the third, "
+                                             "yellow, purple, cyan, orange, gray.")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, target, reference, backbone, colornet, strength, size, upsample,
-                correspondence=None, similarity=None) -> io.NodeOutput:
+                correspondence=None, similarity=None, regions=None) -> io.NodeOutput:
         node = "ExemplarColorize"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
+        masks = logic.regions_to_core(regions, reference_t.shape[0], node)
         config = logic.make_config(node, size, strength, upsample, frames=target_t.shape[0])
         models = _models(backbone, colornet, node)
+        out, choices = mm.intermediate_device(), []
         images = logic.run_colorize(models, target_t, reference_t, config, node,
                                     match=correspondence, similarity=similarity,
                                     report=progress_relay(cls.hidden.unique_id),
-                                    output_device=mm.intermediate_device())
+                                    output_device=out, regions=masks, choices=choices)
         mm.soft_empty_cache()
-        return io.NodeOutput(logic.images_to_comfy(images, mm.intermediate_device()))
+        return io.NodeOutput(logic.images_to_comfy(images, out),
+                             logic.images_to_comfy(choices, out))
 
 
 NODES: list[type[io.ComfyNode]] = [

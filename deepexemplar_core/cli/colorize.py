@@ -3,6 +3,11 @@
 Outputs keep the target's size, bit depth (8 or 16) and alpha channel, carry provenance
 metadata (model family, weights sha256, version, reference), and are written atomically, so an
 error or Ctrl-C never leaves a partial file.
+
+Several references (``-r a.jpg -r b.jpg``, or ``--reference-index IDX -k 3``): per pixel the
+best-matching one colours the target; ``--region`` masks (one per reference, in order, white =
+its region, drawn on the target) say which reference colours what. The metadata records the
+references and each one's share of the pixels (``deepexemplar:choice``).
 """
 
 from __future__ import annotations
@@ -44,10 +49,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     col = subparsers.add_parser("colorize", help="colorize gray photos with a colour reference")
     col.add_argument("targets", nargs="+", type=Path, help="target images or folders of images")
     refs = col.add_mutually_exclusive_group(required=True)
-    refs.add_argument("--reference", "-r", type=Path, default=None, help="colour reference image")
+    refs.add_argument("--reference", "-r", type=Path, action="append", default=None,
+                      help="colour reference image; repeat for several (each pixel takes the "
+                           "reference that matches it best)")
     refs.add_argument("--reference-index", type=Path, default=None,
-                      help="index folder (`deepexemplar index`): pick each target's reference "
+                      help="index folder (`deepexemplar index`): pick each target's reference(s) "
                            "from it (recorded in the output's metadata)")
+    col.add_argument("-k", type=int, default=1,
+                     help="with --reference-index: use the top K recommendations together "
+                          "(default 1)")
+    col.add_argument("--region", type=Path, action="append", default=None,
+                     help="mask image of the N-th reference's region (white = colour here with "
+                          "it), drawn on the target; repeat in the references' order, '-' for "
+                          "a reference without a region")
+    col.add_argument("--region-weight", type=float, default=None,
+                     help="a masked reference colours only inside its region (default), or, "
+                          "with a weight >= 0, is only preferred there by that much")
     add_model_options(col)
     col.add_argument("-o", "--output", type=Path, required=True,
                      help="output file (one target) or folder")
@@ -152,10 +169,20 @@ def check_writable(folders: Iterable[Path]) -> None:
                           "choose another -o") from err
 
 
-def _metadata(models, reference: Path, target: Path, config) -> dict[str, str]:
+def _metadata(models, references: list[Path], target: Path, config, done,
+              regions: list[tuple[Path, object]]) -> dict[str, str]:
     meta = {f"deepexemplar:{k}": v for k, v in models.provenance.items()}
+    if len(references) > 1:  # several: which reference coloured what share of the pixels
+        group = done.intermediates
+        choice = group.choice[group.indices.index(done.index)].flatten().cpu()
+        shares = choice.bincount(minlength=len(references)).float() / choice.numel()
+        meta["deepexemplar:references"] = json.dumps([str(r) for r in references])
+        meta["deepexemplar:choice"] = json.dumps(
+            {str(r): round(float(share), 4) for r, share in zip(references, shares, strict=True)})
+        if regions:
+            meta["deepexemplar:regions"] = json.dumps([str(path) for path, _ in regions])
     meta.update({
-        "deepexemplar:reference": str(reference),
+        "deepexemplar:reference": ", ".join(str(r) for r in references),
         "deepexemplar:target": str(target),
         "deepexemplar:working_size": str(config.size),
         "deepexemplar:upsample": config.upsample,
@@ -164,12 +191,15 @@ def _metadata(models, reference: Path, target: Path, config) -> dict[str, str]:
     return meta
 
 
-def _readable(jobs: list[_Job], loaded: dict[int, object]) -> Iterator:
+def _readable(jobs: list[_Job], loaded: dict[int, object],
+              regions: list[tuple[Path, object]]) -> Iterator:
     """Read each target in turn; yield the readable ones' pixels, mark the others.
 
-    A target that cannot be read fails alone; one the core refuses (too small, ...) is reported
-    through :func:`_refused` and fails alone too: it is never part of a batch.
+    A target that cannot be read, or that a region does not fit, fails alone; one the core
+    refuses (too small, ...) is reported through :func:`_refused` and fails alone too: it is
+    never part of a batch.
     """
+    from ..fusion import resize_region
     from ..image_io import ImageReadError, read_image
 
     positions = itertools.count()  # the core numbers the images it receives: 0, 1, 2 ...
@@ -178,14 +208,21 @@ def _readable(jobs: list[_Job], loaded: dict[int, object]) -> Iterator:
             continue
         try:
             image = read_image(job.source)
+            for path, mask in regions:
+                if mask is not None:
+                    resize_region(f"--region {path}", mask, tuple(image.pixels.shape[-2:]))
         except ImageReadError as err:
             job.status, job.error = "unreadable", str(err)
+            continue
+        except ValueError as err:
+            job.status, job.error = "invalid", str(err)
             continue
         loaded[next(positions)] = (number, image)
         yield image.pixels
 
 
-def _colorize_all(jobs: list[_Job], prepared, ref_path: Path, models, config, args) -> None:
+def _colorize_all(jobs: list[_Job], prepared, refs: list[Path], regions: list[tuple[Path, object]],
+                  models, config, args) -> None:
     """One streaming core call for all targets; each result is written as it finishes."""
     from ..pipeline import PROGRESS_UNITS, colorize_iter
 
@@ -208,12 +245,13 @@ def _colorize_all(jobs: list[_Job], prepared, ref_path: Path, models, config, ar
         jobs[number].status, jobs[number].error = "invalid", _phrase(error, jobs[number].source)
 
     try:
-        for done in colorize_iter(_readable(jobs, loaded), prepared, models, config,
+        for done in colorize_iter(_readable(jobs, loaded, regions), prepared, models, config,
                                   chunk_size=max(1, args.batch_size), progress=progress,
-                                  keep_intermediates=args.save_intermediates,
+                                  keep_intermediates=args.save_intermediates or len(refs) > 1,
                                   on_invalid=refused):
             number, image = loaded.pop(done.index)
-            _write(jobs[number], image, done, models, ref_path, config, args.save_intermediates)
+            meta = _metadata(models, refs, jobs[number].source, config, done, regions)
+            _write(jobs[number], image, done, meta, refs, args.save_intermediates)
     finally:
         if bar is not None:
             bar.n = sum(j.status != "pending" for j in jobs)
@@ -227,7 +265,8 @@ def _phrase(error: ValueError, source: Path) -> str:
     return str(source) + text[len(name):] if name and text.startswith(name) else text
 
 
-def _write(job: _Job, image, done, models, ref_path: Path, config, intermediates: bool) -> None:
+def _write(job: _Job, image, done, metadata: dict[str, str], refs: list[Path],
+           intermediates: bool) -> None:
     """Write one result (and its intermediates); a failed write fails this target alone."""
     from ..image_io import write_image
 
@@ -235,13 +274,14 @@ def _write(job: _Job, image, done, models, ref_path: Path, config, intermediates
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
         write_image(job.output, done.image.cpu(), alpha=image.alpha, bit_depth=16 if deep else 8,
-                    metadata=_metadata(models, ref_path, job.source, config))
+                    metadata=metadata)
         if intermediates:
             from ..intermediates import save_intermediates
 
             group = done.intermediates
             save_intermediates(job.output.with_name(job.output.stem + "_intermediates"), group,
-                               group.indices.index(done.index), job.source.stem, ref_path.stem)
+                               group.indices.index(done.index), job.source.stem,
+                               [r.stem for r in refs])
     except OSError as err:
         job.status, job.error = "failed", f"cannot write {job.output}: {err}"
         return
@@ -261,8 +301,16 @@ def run_colorize(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     if getattr(args, "reference_index", None) is not None:
         return _run_with_index(args, targets)
+    refs = args.reference if isinstance(args.reference, list) else [args.reference]
+    region_paths = getattr(args, "region", None) or []
+    if len(region_paths) > len(refs):
+        print(f"error: --region: {len(region_paths)} regions for {len(refs)} references; give "
+              "at most one region per reference, in the references' order", file=sys.stderr)
+        return EXIT_INPUT
     try:
-        reference = read_image(args.reference)
+        references = [read_image(path) for path in refs]
+        regions = [(path, None if str(path) == "-" else read_image(path).pixels.mean(dim=0))
+                   for path in region_paths]
     except ImageReadError as err:
         print(f"error: reference: {err}", file=sys.stderr)
         return EXIT_INPUT
@@ -282,9 +330,9 @@ def run_colorize(args: argparse.Namespace) -> int:
     if models.provenance.get("warning"):
         print(f"warning: {models.provenance['warning']}", file=sys.stderr)
     try:
-        prepared = prepare_reference(models, reference.rgb(), config)
+        prepared, refs = _prepare(models, references, refs, regions, config, args)
     except (ValueError, TypeError) as err:
-        print(f"error: {args.reference}: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
     try:
         jobs = plan_outputs(targets, args.output)
@@ -294,7 +342,7 @@ def run_colorize(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     _mark_existing(jobs, getattr(args, "skip_existing", False))
     try:
-        _colorize_all(jobs, prepared, args.reference, models, config, args)
+        _colorize_all(jobs, prepared, refs, regions, models, config, args)
     except KeyboardInterrupt:
         _report(jobs, models, args.json)
         raise
@@ -315,6 +363,29 @@ def _mark_existing(jobs: list[_Job], skip_existing: bool) -> None:
                 job.status = "kept"
             else:
                 job.replaced = True
+
+
+def _prepare(models, references: list, paths: list[Path], regions: list[tuple[Path, object]], config,
+             args) -> tuple[object, list[Path]]:
+    """The prepared reference (one, as always) or set (several, or regions); the paths kept.
+
+    A gray reference among colour ones is left out with a warning.
+    """
+    from ..fusion import FusionConfig
+    from ..pipeline import prepare_reference, prepare_references
+
+    if len(references) == 1 and all(mask is None for _, mask in regions):
+        try:
+            return prepare_reference(models, references[0].rgb(), config), paths
+        except ValueError as err:
+            raise ValueError(f"{paths[0]}: {err}") from err
+    weight = getattr(args, "region_weight", None)
+    fusion = FusionConfig() if weight is None else FusionConfig(region_weight=weight)
+    prepared = prepare_references(models, [r.rgb() for r in references], config,
+                                  masks=[mask for _, mask in regions], fusion=fusion)
+    for k in sorted(set(range(len(paths))) - set(prepared.positions)):
+        print(f"warning: {paths[k]}: has no colour (R, G and B agree); left out", file=sys.stderr)
+    return prepared, [paths[k] for k in prepared.positions]
 
 
 def _report(jobs: list[_Job], models, as_json: bool) -> int:
@@ -371,11 +442,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
-    """Colorize each target with the top-1 reference of ``args.reference_index``; targets that
-    share a reference are colorized together. The chosen reference is recorded in the output
+    """Colorize each target with the top-K references of ``args.reference_index`` (``-k``);
+    targets that share references are colorized together. The chosen reference is recorded in the output
     metadata (``deepexemplar:reference``, plus ``deepexemplar:reference_index``)."""
     from ..image_io import ImageReadError
-    from ..recommend import Index, IndexError_, pick_reference
+    from ..recommend import Index, IndexError_, pick_references
 
     try:
         index = Index.load(args.reference_index)
@@ -386,21 +457,28 @@ def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
         print(f"error: -o {args.output}: {len(targets)} targets need an output folder, not a "
               "file name", file=sys.stderr)
         return EXIT_INPUT
-    chosen: dict[Path, list[Path]] = {}
+    if args.k < 1:
+        print(f"error: -k: expected >= 1 references, got {args.k}", file=sys.stderr)
+        return EXIT_INPUT
+    chosen: dict[tuple[Path, ...], list[Path]] = {}
     failed = False
     for target in targets:
         try:
-            reference = pick_reference(args.reference_index, target, index=index)
+            references = pick_references(index, target, args.k)
         except (ImageReadError, IndexError_, ValueError) as err:
             print(f"error: {target}: {err}", file=sys.stderr)
             failed = True
             continue
-        print(f"{target}: reference {reference}", file=sys.stderr)
-        chosen.setdefault(reference, []).append(target)
+        if len(references) < args.k:
+            print(f"warning: {target}: -k {args.k}, but the index {args.reference_index} has "
+                  f"only {len(references)} eligible reference(s); using those", file=sys.stderr)
+        print(f"{target}: reference{'s' if len(references) > 1 else ''} "
+              f"{', '.join(map(str, references))}", file=sys.stderr)
+        chosen.setdefault(tuple(references), []).append(target)
     code = EXIT_OK
-    for reference, group in chosen.items():
+    for references, group in chosen.items():
         sub = argparse.Namespace(**vars(args))
-        sub.reference, sub.reference_index, sub.targets = reference, None, group
+        sub.reference, sub.reference_index, sub.targets = list(references), None, group
         sub.reference_index_used = args.reference_index
         code = max(code, run_colorize(sub))
         args.preloaded_models = getattr(sub, "preloaded_models", None)

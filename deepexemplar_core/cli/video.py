@@ -10,6 +10,14 @@ count, the frame rate (a variable one too: the frame times are copied), the size
 one pixel row/column in a video file) and the audio track (copied). Nothing is half-written: an
 error, Ctrl-C or SIGTERM leaves no output file or folder behind.
 
+Several references (``-r a.png -r b.png``): every frame chooses per pixel among them. A schedule
+(``--keyframes "0=a.png,1200=b.png"``) changes the references from a frame on (entries with the
+same frame form a set); ``--reference-index IDX [-k K]`` gives each shot its own top-K
+recommendations, picked on the shot's first frame (after a scene cut). Matching restarts
+wherever the references change; only the current references are held, so memory stays
+independent of the clip's length. The summary lists the shots, their references and each
+reference's share of the pixels.
+
 ``--keyframe K`` colorizes a shot from one key frame: frame K's colours are the reference. For a
 colour clip they are frame K's own colours (useful to re-colour a shot consistently or to test);
 for a gray clip ``--reference`` must be a colourized version of frame K (by hand or by
@@ -19,7 +27,6 @@ for a gray clip ``--reference`` must be a colourized version of frame K (by hand
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import sys
@@ -50,8 +57,16 @@ def register(subparsers) -> None:
                     "over time and write a video (audio kept) or a folder of PNG frames.")
     parser.add_argument("input", type=Path,
                         help="video file, or a folder of numbered frames (natural order)")
-    parser.add_argument("--reference", "-r", type=Path, default=None,
-                        help="colour reference image (with --keyframe: a colourized frame K)")
+    parser.add_argument("--reference", "-r", type=Path, action="append", default=None,
+                        help="colour reference image (with --keyframe: a colourized frame K); "
+                             "repeat for several (each pixel takes the best-matching one)")
+    parser.add_argument("--keyframes", default=None, metavar="SCHEDULE",
+                        help='references from a frame on, e.g. "0=a.png,1200=b.png" (0-based '
+                             "frames, in order; the same frame twice gives a set)")
+    parser.add_argument("--reference-index", type=Path, default=None,
+                        help="index folder: each shot's first frame picks its own references")
+    parser.add_argument("-k", type=int, default=1,
+                        help="with --reference-index: the top K recommendations (default 1)")
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="output .mp4/.mov/.mkv/.m4v file, or a new folder for PNG frames")
     parser.add_argument("--temporal", choices=("off", "fast", "bonneel"), default="bonneel",
@@ -94,9 +109,25 @@ class _Stats:
     frames: int = 0
     reference_features: str = ""
     matching_restarts: int = 0
+    shots: list[dict] = field(default_factory=list)
 
     def add(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def count_choice(self, index: int, cut: bool, done, refs: list) -> None:
+        """Add frame ``index``'s share of pixels per reference to its shot (a cut starts one)."""
+        shot = self.shots[-1]
+        if cut and shot["first_frame"] != index:
+            shot = {"first_frame": index, "references": shot["references"],
+                    "choice": [0.0] * len(refs), "frames": 0}
+            self.shots.append(shot)
+        if len(refs) > 1:
+            choice = done.intermediates.choice[done.intermediates.indices.index(done.index)]
+            counts = choice.flatten().bincount(minlength=len(refs)).float() / choice.numel()
+        else:
+            counts = [1.0]
+        shot["choice"] = [c + float(n) for c, n in zip(shot["choice"], counts, strict=True)]
+        shot["frames"] += 1
 
 
 @dataclass(frozen=True)
@@ -117,8 +148,18 @@ def _check_args(args: argparse.Namespace) -> tuple[str, Path]:
         raise UsageError(f"--chunk: expected >= 1, got {args.chunk}")
     if args.keyframe is not None and args.keyframe < 0:
         raise UsageError(f"--keyframe: expected a frame index >= 0, got {args.keyframe}")
-    if args.keyframe is None and args.reference is None:
-        raise UsageError("give --reference REF (a colour photo) or --keyframe K (see --help)")
+    refs = args.reference or []
+    if args.keyframe is None and not refs and args.keyframes is None and args.reference_index is None:
+        raise UsageError("give --reference REF (a colour photo), --keyframes, --reference-index "
+                         "or --keyframe K (see --help)")
+    if args.keyframe is not None and (len(refs) > 1 or args.keyframes or args.reference_index):
+        raise UsageError("--keyframe K takes at most one --reference (a colourized frame K), "
+                         "without --keyframes or --reference-index")
+    if args.reference_index is not None and (refs or args.keyframes):
+        raise UsageError("--reference-index picks the references itself; drop --reference and "
+                         "--keyframes")
+    if args.k < 1:
+        raise UsageError(f"-k: expected >= 1 references, got {args.k}")
     if args.fps is not None and args.fps <= 0:
         raise UsageError(f"--fps: expected a positive frame rate, got {args.fps}")
     if not 0 <= args.crf <= 51:
@@ -162,19 +203,18 @@ def _reference(args: argparse.Namespace, reader) -> _Reference:
 
     from .. import read_image
 
-    if args.keyframe is None:
-        return _Reference(read_image(args.reference).rgb(), None, None, str(args.reference))
     key = args.keyframe
     if key >= reader.info.frame_count:
         raise UsageError(f"--keyframe: the clip has {reader.info.frame_count} frames "
                          f"(0..{reader.info.frame_count - 1}), got {key}")
     frame = reader.read_frame(key)
-    if args.reference is None:
+    if not args.reference:
         if float(_chroma(frame).norm(dim=0).mean()) < COLOUR_CHROMA:
             raise UsageError(f"--keyframe {key}: the clip is gray; give --reference as a "
                              f"colourized version of frame {key}")
         return _Reference(frame, key, _chroma(frame), f"frame {key} of {args.input}")
-    rgb = read_image(args.reference).rgb()
+    path = args.reference[0]
+    rgb = read_image(path).rgb()
     height, width = frame.shape[-2:]
     ratio = (rgb.shape[-1] / rgb.shape[-2]) / (width / height)
     if abs(ratio - 1.0) > 0.02:
@@ -183,93 +223,218 @@ def _reference(args: argparse.Namespace, reader) -> _Reference:
                          "colourized version of that frame")
     resized = F.interpolate(rgb.unsqueeze(0), size=(height, width), mode="bilinear",
                             align_corners=False, antialias=True)[0].clamp(0.0, 1.0)
-    return _Reference(rgb, key, _chroma(resized), f"{args.reference} (colourized frame {key})")
+    return _Reference(rgb, key, _chroma(resized), f"{path} (colourized frame {key})")
 
 
-def _colorized_frames(reader, reference: _Reference, models, config, temporal, args,
-                      stats: _Stats) -> Iterator:
+def parse_keyframes(text: str, frame_count: int) -> list[tuple[int, list[Path]]]:
+    """``"0=a.png,1200=b.png"`` -> ``[(0, [a.png]), (1200, [b.png])]`` (same frame: a set).
+
+    Raises:
+        UsageError: a malformed entry or frames out of order.
+
+    Entries at or past ``frame_count`` are dropped with a warning (the rest is still used).
+    """
+    schedule: list[tuple[int, list[Path]]] = []
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        frame, sep, path = entry.partition("=")
+        if not sep or not frame.strip().isdigit() or not path.strip():
+            raise UsageError(f"--keyframes: expected FRAME=IMAGE entries such as "
+                             f'"0=a.png,1200=b.png", got {entry!r}')
+        frame_no = int(frame)
+        if schedule and frame_no < schedule[-1][0]:
+            raise UsageError(f"--keyframes: frame {frame_no} comes after frame "
+                             f"{schedule[-1][0]}; list the entries in frame order")
+        if frame_no >= frame_count:
+            print(f"warning: --keyframes: frame {frame_no} is past the clip's end (it has "
+                  f"{frame_count} frames); {path.strip()} is not used", file=sys.stderr)
+            continue
+        if schedule and schedule[-1][0] == frame_no:
+            schedule[-1][1].append(Path(path.strip()))
+        else:
+            schedule.append((frame_no, [Path(path.strip())]))
+    if not schedule:
+        raise UsageError("--keyframes: no entry within the clip")
+    return schedule
+
+
+class _Plan:
+    """Which references colour which frames: fixed, a keyframe schedule, or an index per shot.
+
+    :meth:`starts` says whether a frame begins a new segment (references change there);
+    :meth:`references` the paths for the segment a frame begins.
+    """
+
+    def __init__(self, args: argparse.Namespace, frame_count: int, keyed: _Reference | None) -> None:
+        from ..motion import ShotDetector
+
+        self.keyed = keyed
+        if keyed is not None:  # --keyframe K: one reference for the whole clip
+            self.schedule, self.fixed, self.index, self.shots = {}, [keyed.source], None, None
+            return
+        self.schedule = dict(parse_keyframes(args.keyframes, frame_count)) if args.keyframes else {}
+        fixed = [] if args.keyframe is not None else list(args.reference or [])
+        if self.schedule and 0 not in self.schedule:
+            if not fixed:
+                raise UsageError(f"--keyframes: frames 0..{min(self.schedule) - 1} have no "
+                                 "reference; start the schedule at frame 0 or also give -r")
+            self.schedule[0] = fixed
+        for paths in self.schedule.values():
+            for path in paths:
+                if not Path(path).is_file():
+                    raise ValueError(f"--keyframes: {path}: no such file")
+        self.fixed, self.k = fixed, args.k
+        self.index = None
+        self.shots = ShotDetector() if args.reference_index is not None else None
+        if args.reference_index is not None:
+            from ..recommend import Index
+
+            self.index = Index.load(args.reference_index)
+
+    def starts(self, number: int, frame) -> bool:
+        """Whether frame ``number`` (``(3, H, W)``) starts a segment (call on every frame)."""
+        if self.shots is not None:
+            from ..color import rgb_to_l
+
+            return self.shots(rgb_to_l(frame.unsqueeze(0)))
+        return number == 0 or number in self.schedule
+
+    def references(self, number: int, frame) -> list[Path]:
+        """The reference paths of the segment starting at frame ``number``."""
+        if self.index is not None:
+            from ..recommend import pick_references
+
+            found = pick_references(self.index, frame, self.k)
+            if len(found) < self.k:
+                print(f"warning: -k {self.k}, but the index has only {len(found)} eligible "
+                      "reference(s); using those", file=sys.stderr)
+            return found
+        return self.schedule.get(number, self.fixed)
+
+    def images(self, paths: list) -> list:
+        """The ``(3, H, W)`` pixels of the references ``paths``."""
+        from .. import read_image
+
+        if self.keyed is not None:
+            return [self.keyed.rgb]
+        return [read_image(path).rgb() for path in paths]
+
+
+def _colorized_frames(reader, plan: _Plan, keyed: _Reference | None, models, config, temporal,
+                      args, stats: _Stats) -> Iterator:
     """Yield the clip's frames colorized, smoothed and in RGB, one at a time, in order.
 
-    One streaming core chain: the reference is prepared once, frames are decoded as the core asks
-    for them (the decoded frames wait in ``pending`` only until their result comes back), and
-    the chroma goes through :func:`~deepexemplar_core.temporal.smooth_iter` (``temporal``: a
-    ``TemporalConfig``, or None for ``--temporal off``).
+    One streaming core call per segment (a run of frames with the same references, see
+    :class:`_Plan`): its references are prepared once, frames are decoded as the core asks for
+    them (the decoded frames wait in ``pending`` only until their result comes back), and the
+    chroma of every segment goes through one :func:`~deepexemplar_core.temporal.smooth_iter`
+    (``temporal``: a ``TemporalConfig``, or None for ``--temporal off``).
     """
     import torch
 
-    from .. import MotionPrior, colorize_iter, prepare_reference
+    from .. import MotionPrior, colorize_iter
     from ..color import l_ab_to_rgb, rgb_to_l
 
-    start = time.perf_counter()
-    prepared = prepare_reference(models, reference.rgb, config)
-    stats.reference_features = "computed once"
-    stats.add("reference", time.perf_counter() - start)
     pending: dict[int, torch.Tensor] = {}
-    numbers = itertools.count()
+    frames = iter(reader)
 
-    def decoded() -> Iterator[torch.Tensor]:
-        frames = iter(reader)
-        while True:
-            start = time.perf_counter()
-            frame = next(frames, None)
-            stats.add("read", time.perf_counter() - start)
-            if frame is None:
-                return
-            pending[next(numbers)] = frame
-            yield frame
-
-    motion = MotionPrior() if config.motion else None  # kept to report its restarts
+    def read() -> torch.Tensor | None:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        stats.add("read", time.perf_counter() - start)
+        return frame
 
     def colorized() -> Iterator[tuple]:
-        """``(result, l, ab)`` per frame; ``l`` is None when the result's image can be kept."""
-        tick, read = time.perf_counter(), stats.seconds.get("read", 0.0)
-        for done in colorize_iter(decoded(), prepared, models, config, chunk_size=args.chunk,
-                                  motion=motion):
-            frame = pending.pop(done.index)
-            reading = stats.seconds.get("read", 0.0) - read  # decoding happened in this wait
-            stats.add("colorize", time.perf_counter() - tick - reading)
-            for key, value in done.timings.items():
-                stats.colorize_stages[key] = stats.colorize_stages.get(key, 0.0) + value
+        """``(index, result, refs, l, ab)`` per frame, segment after segment; ``l`` is None when
+        the result's image can be kept."""
+        head = read()
+        if head is not None:
+            plan.starts(0, head)
+        number, last, prepared = 0, None, None
+        while head is not None:
+            first, refs = number, plan.references(number, head)
             start = time.perf_counter()
-            ab, keyed = done.ab, done.index == reference.keyframe
-            if keyed:
-                ab = reference.key_ab.to(ab.device)
-            l = rgb_to_l(frame.to(ab.device)) if keyed or temporal is not None else None
-            stats.add("convert", time.perf_counter() - start)
-            yield done, l, ab
-            tick, read = time.perf_counter(), stats.seconds.get("read", 0.0)
-        if motion is not None:
-            stats.matching_restarts = motion.cuts
+            if refs != last:  # a shot that picks the same references keeps them prepared
+                prepared, last = None, refs
+                prepared = _prepare(models, plan.images(refs), config)
+            stats.reference_features = "computed once per segment" if first else "computed once"
+            stats.add("reference", time.perf_counter() - start)
+            stats.shots.append({"first_frame": first, "references": [str(r) for r in refs],
+                                "choice": [0.0] * len(refs), "frames": 0})
 
-    def image(done, l, ab) -> torch.Tensor:
+            def segment(frame: torch.Tensor) -> Iterator[torch.Tensor]:
+                nonlocal head, number
+                head = None
+                while frame is not None:
+                    pending[number] = frame
+                    number += 1
+                    yield frame
+                    frame = read()
+                    if frame is not None and plan.starts(number, frame):
+                        head = frame
+                        return
+
+            motion = MotionPrior() if config.motion else None  # kept to report its restarts
+            tick, read_before = time.perf_counter(), stats.seconds.get("read", 0.0)
+            for done in colorize_iter(segment(head), prepared, models, config,
+                                      chunk_size=args.chunk, motion=motion,
+                                      keep_intermediates=len(refs) > 1):
+                index = first + done.index
+                frame = pending.pop(index)
+                reading = stats.seconds.get("read", 0.0) - read_before  # decoding in this wait
+                stats.add("colorize", time.perf_counter() - tick - reading)
+                for key, value in done.timings.items():
+                    stats.colorize_stages[key] = stats.colorize_stages.get(key, 0.0) + value
+                start = time.perf_counter()
+                ab, keyed_frame = done.ab, keyed is not None and index == keyed.keyframe
+                if keyed_frame:
+                    ab = keyed.key_ab.to(ab.device)
+                l = rgb_to_l(frame.to(ab.device)) if keyed_frame or temporal is not None else None
+                stats.add("convert", time.perf_counter() - start)
+                yield index, done, refs, l, ab
+                tick, read_before = time.perf_counter(), stats.seconds.get("read", 0.0)
+            if motion is not None:
+                stats.matching_restarts += motion.cuts
+
+    def image(index: int, done, refs, l, ab, cut: bool) -> torch.Tensor:
         start = time.perf_counter()
-        if l is None:
-            rgb = done.image
-        else:
-            rgb = l_ab_to_rgb(l, ab, gamut=config.gamut)
+        rgb = done.image if l is None else l_ab_to_rgb(l, ab, gamut=config.gamut)
         stats.add("convert", time.perf_counter() - start)
-        stats.frames = done.index + 1
+        stats.count_choice(index, cut, done, refs)
+        stats.frames = index + 1
         return rgb
 
     if temporal is None:
-        for done, l, ab in colorized():
-            yield image(done, l, ab)
+        for index, done, refs, l, ab in colorized():
+            yield image(index, done, refs, l, ab, False)
         return
     from ..temporal import smooth_iter
 
     waiting: list[tuple] = []  # the frame inside smooth_iter: its result, l and start time
 
     def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for done, l, ab in colorized():
-            waiting.append((done, l, time.perf_counter()))
+        for index, done, refs, l, ab in colorized():
+            waiting.append((index, done, refs, l, time.perf_counter()))
             yield l, ab
 
     for smoothed in smooth_iter(pairs(), temporal, device=models.device):
-        done, l, start = waiting.pop()
+        index, done, refs, l, start = waiting.pop()
         stats.add("temporal", time.perf_counter() - start)
         if smoothed.scene_cut:
-            stats.scene_cuts.append(done.index)
-        yield image(done, l, smoothed.ab)
+            stats.scene_cuts.append(index)
+        yield image(index, done, refs, l, smoothed.ab, smoothed.scene_cut)
+
+
+def _prepare(models, images: list, config):
+    """One reference prepared as always, or several as a set (a gray one among them left out)."""
+    from .. import prepare_reference
+    from ..pipeline import prepare_references
+
+    if len(images) == 1:
+        return prepare_reference(models, images[0], config)
+    prepared = prepare_references(models, images, config)
+    for message in prepared.skipped:
+        print(f"warning: {message}", file=sys.stderr)
+    return prepared
 
 
 def _write(kind: str, output: Path, frames: Iterator, reader, args, progress):
@@ -293,13 +458,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         kind, output = _check_args(args)
         reader = open_video(args.input, fps=args.fps, min_frames=2)
-        reference = _reference(args, reader)
+        keyed = _reference(args, reader) if args.keyframe is not None else None
+        plan = _Plan(args, reader.info.frame_count, keyed)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except (VideoReadError, ImageReadError, ValueError) as err:
+    except (VideoReadError, ImageReadError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
+        return exit_code_for(err) if isinstance(err, OSError) else EXIT_INPUT
     if not output.parent.is_dir():
         print(f"error: --output: the folder {output.parent} does not exist", file=sys.stderr)
         return EXIT_INPUT
@@ -334,7 +500,7 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(total=info.frame_count, unit="frame", file=sys.stderr)
     started = time.perf_counter()
     try:
-        frames = _colorized_frames(reader, reference, models, config, temporal, args, stats)
+        frames = _colorized_frames(reader, plan, keyed, models, config, temporal, args, stats)
         written = _write(kind, output, frames, reader, args,
                          (lambda done, total: bar.update(1)) if bar is not None else None)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (cli.Terminated)
@@ -353,13 +519,14 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     stats.add("write", written.encode_seconds)
-    summary = _summary(args, info, written, reference, models, config, stats,
+    summary = _summary(args, info, written, keyed, models, config, stats,
                        time.perf_counter() - started)
     _print_summary(summary, args.json)
     return EXIT_OK
 
 
-def _summary(args, info, written, reference, models, config, stats: _Stats, elapsed: float) -> dict:
+def _summary(args, info, written, keyed: _Reference | None, models, config, stats: _Stats,
+             elapsed: float) -> dict:
     frames = max(written.frames, 1)
     if info.kind == "folder" or not info.has_audio:
         audio = "none (the input has no audio)"
@@ -384,8 +551,11 @@ def _summary(args, info, written, reference, models, config, stats: _Stats, elap
         "audio": audio,
         "temporal": args.temporal,
         "scene_cuts": stats.scene_cuts,
-        "reference": reference.source,
-        "keyframe": reference.keyframe,
+        "reference": keyed.source if keyed else ", ".join(stats.shots[0]["references"]),
+        "keyframe": keyed.keyframe if keyed else None,
+        "shots": [{"first_frame": shot["first_frame"], "references": shot["references"],
+                   "choice": [round(c / max(shot["frames"], 1), 4) for c in shot["choice"]]}
+                  for shot in stats.shots],
         "family": models.family,
         "colorizer": models.colorizer.name,
         "working_size": config.size,
@@ -410,5 +580,10 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     cuts = summary["scene_cuts"]
     print(f"temporal {summary['temporal']}; scene cuts at frames: "
           f"{', '.join(map(str, cuts)) if cuts else 'none'}")
+    for shot in summary["shots"]:
+        if len(shot["references"]) > 1 or len(summary["shots"]) > 1:
+            shares = ", ".join(f"{r} {c:.0%}" for r, c in zip(shot["references"], shot["choice"],
+                                                             strict=True))
+            print(f"from frame {shot['first_frame']}: {shares}")
     stages = ", ".join(f"{k} {v:.3f}" for k, v in summary["seconds_per_frame"].items())
     print(f"seconds per frame: {stages} ({summary['frames_per_second']} frames/s)")

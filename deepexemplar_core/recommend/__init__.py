@@ -16,7 +16,7 @@ from .index import (
     read_manifest,
 )
 from .loading import as_describer, load_describer
-from .query import Index, pick_reference, recommend, recommend_from_images
+from .query import Index, pick_reference, pick_references, recommend, recommend_from_images
 from .search import Recommendation
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "build_index",
     "load_describer",
     "pick_reference",
+    "pick_references",
     "read_manifest",
     "recommend",
     "recommend_from_images",

@@ -25,7 +25,7 @@ from .storage import (
     read_manifest,
 )
 
-__all__ = ["Index", "pick_reference", "recommend", "recommend_from_images"]
+__all__ = ["Index", "pick_reference", "pick_references", "recommend", "recommend_from_images"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,10 +233,29 @@ def pick_reference(index_path: str | os.PathLike, target_path: str | os.PathLike
         IndexError_: the index is empty for this target (nothing eligible) or unreadable.
     """
     index = index if index is not None else Index.load(index_path)
-    found = recommend(index, target_path, k=1)
+    return pick_references(index, target_path, 1)[0]
+
+
+def pick_references(index: Index | str | os.PathLike, target_path: str | os.PathLike,
+                    k: int) -> list[Path]:
+    """The top-``k`` references in an index for a target file (``--reference-index -k K``).
+
+    Args:
+        index: an :class:`Index` or the path of an index folder.
+        target_path: the target image file, or its pixels (as :func:`recommend` takes them).
+        k: how many; fewer come back when the index has fewer eligible images.
+
+    Returns:
+        Absolute paths, best first, at least one.
+
+    Raises:
+        IndexError_: nothing eligible for this target, or the index is unreadable.
+    """
+    index = index if isinstance(index, Index) else Index.load(index)
+    found = recommend(index, target_path, k=k)
     if not found:
-        raise IndexError_(f"index: {index_path} has no eligible reference for {target_path}")
-    return Path(found[0].path)
+        raise IndexError_(f"index: {index.path} has no eligible reference for {target_path}")
+    return [Path(r.path) for r in found]
 
 
 def _candidate_list(candidates: object) -> list[torch.Tensor]:
