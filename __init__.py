@@ -11,6 +11,9 @@ import os
 import sys
 
 _CORE = "deepexemplar_core"
+
+#: The pack's page extension (``web/``): it says in the page when ComfyUI skips an output.
+WEB_DIRECTORY = "./web"
 _CORE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), _CORE)
 
 

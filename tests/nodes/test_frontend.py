@@ -351,3 +351,22 @@ def test_size_above_the_image_runs_at_the_image_size(page, server):
     target = Image.open(REPO / "workflows" / "images" / "deepexemplar_target_cat.jpg")
     assert len(saved) == 1 and Image.open(io.BytesIO(saved[0])).size == target.size
     assert seconds < 90, f"size 2048 on a {target.size} image took {seconds:.0f} s"
+
+
+SKIP_FPS_JS = """async () => {
+  const node = window.app.graph._nodes.find(n => n.type === 'CreateVideo');
+  node.disconnectInput(node.inputs.findIndex(i => i.name === 'fps'));
+  node.widgets.find(w => w.name === 'fps').value = null;
+  await window.app.queuePrompt(0, 1);
+}"""
+
+
+def test_a_skipped_output_reaches_the_page_as_an_error(page, server):
+    """With no valid fps ComfyUI skips Save Video and reports success (issue 17, item 16): the
+    pack's page extension shows the server's reason as an error toast naming the node."""
+    _open(page, "5_colorize_a_video")
+    page.evaluate(SKIP_FPS_JS)
+    toast = page.locator(".p-toast-message", has_text="Outputs skipped")
+    toast.wait_for(timeout=30000)
+    text = toast.inner_text()
+    assert "nothing was written" in text and "fps" in text.lower(), text
