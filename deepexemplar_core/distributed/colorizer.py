@@ -262,7 +262,7 @@ class FileColorizer:
 
     def _image(self, source: str, output: Path) -> tuple[str, str]:
         """Read, colorize and write one image with the ``colorize`` command's writer."""
-        from ..cli.colorize import _Job, _phrase, _write
+        from ..cli.colorize import _Job, _metadata, _phrase, _write
         from ..image_io import read_image
         from .inputs import local_copy
 
@@ -274,7 +274,9 @@ class FileColorizer:
         except ValueError as err:  # the core refused the target (too small ...)
             return "invalid", _phrase(err, source)
         job = _Job(source, output)  # the metadata names the input as the ledger does
-        _write(job, image, done, self.session.models, reference, self.session.config, False)
+        meta = _metadata(self.session.models, [reference], job.source, self.session.config,
+                         done, [])
+        _write(job, image, done, meta, [reference], False)
         return job.status, job.error
 
     def _clip(self, source: str, output: Path) -> tuple[str, str]:
