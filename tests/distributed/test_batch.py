@@ -23,6 +23,9 @@ from deepexemplar_core.distributed.ledger import DONE
 from deepexemplar_core.files import sha256_file
 from deepexemplar_core.image_io import read_image, read_metadata
 
+#: A local Ray cluster in worker processes: end to end, left out of the quick tier.
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[2]
 GOOD, BROKEN, SMALL = 20, ("garbage.png", "truncated.jpg"), "tiny.png"
 #: The statuses of the files that fail, whatever the run.
