@@ -27,6 +27,7 @@ from .options import (
     add_model_options,
     config_from_args,
     load_models_from_args,
+    prepare_one_or_set,
 )
 
 logger = logging.getLogger("deepexemplar")
@@ -291,8 +292,8 @@ def _write(job: _Job, image, done, metadata: dict[str, str], refs: list[Path],
 
 def run_colorize(args: argparse.Namespace) -> int:
     """Implementation of ``deepexemplar colorize``; returns the exit code."""
+    from ..fusion import FusionConfig
     from ..image_io import ImageReadError, read_image
-    from ..pipeline import prepare_reference
 
     targets, problems = collect_targets(args.targets)
     for problem in problems:
@@ -330,7 +331,11 @@ def run_colorize(args: argparse.Namespace) -> int:
     if models.provenance.get("warning"):
         print(f"warning: {models.provenance['warning']}", file=sys.stderr)
     try:
-        prepared, refs = _prepare(models, references, refs, regions, config, args)
+        weight = getattr(args, "region_weight", None)
+        prepared, refs = prepare_one_or_set(
+            models, [r.rgb() for r in references], refs, config,
+            masks=[mask for _, mask in regions],
+            fusion=FusionConfig() if weight is None else FusionConfig(region_weight=weight))
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
@@ -363,29 +368,6 @@ def _mark_existing(jobs: list[_Job], skip_existing: bool) -> None:
                 job.status = "kept"
             else:
                 job.replaced = True
-
-
-def _prepare(models, references: list, paths: list[Path], regions: list[tuple[Path, object]], config,
-             args) -> tuple[object, list[Path]]:
-    """The prepared reference (one, as always) or set (several, or regions); the paths kept.
-
-    A gray reference among colour ones is left out with a warning.
-    """
-    from ..fusion import FusionConfig
-    from ..pipeline import prepare_reference, prepare_references
-
-    if len(references) == 1 and all(mask is None for _, mask in regions):
-        try:
-            return prepare_reference(models, references[0].rgb(), config), paths
-        except ValueError as err:
-            raise ValueError(f"{paths[0]}: {err}") from err
-    weight = getattr(args, "region_weight", None)
-    fusion = FusionConfig() if weight is None else FusionConfig(region_weight=weight)
-    prepared = prepare_references(models, [r.rgb() for r in references], config,
-                                  masks=[mask for _, mask in regions], fusion=fusion)
-    for k in sorted(set(range(len(paths))) - set(prepared.positions)):
-        print(f"warning: {paths[k]}: has no colour (R, G and B agree); left out", file=sys.stderr)
-    return prepared, [paths[k] for k in prepared.positions]
 
 
 def _report(jobs: list[_Job], models, as_json: bool) -> int:

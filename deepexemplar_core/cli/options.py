@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -100,3 +101,36 @@ def config_from_args(args: argparse.Namespace, *, motion: bool = False):
     match = None if args.backend == "auto" else MatchConfig(backend=args.backend)
     return ColorizeConfig(size=args.size, upsample=args.upsample, strength=args.strength,
                           match=match, motion=motion)
+
+
+def prepare_one_or_set(models, images: list, paths: list[Path], config, *, masks=None,
+                       fusion=None) -> tuple[object, list[Path]]:
+    """The commands' reference(s): one prepared as always (the one-reference path, pixel for
+    pixel), or several (or one with a region) as a set, where a gray one among colour ones is
+    left out with a warning naming its file.
+
+    Args:
+        images: ``(3, H, W)`` sRGB in [0, 1] per reference.
+        paths: the references' files, in the same order (for messages and the metadata).
+        masks: a region (or None) per reference.
+        fusion: the set's ``FusionConfig``.
+
+    Returns:
+        ``(prepared, kept paths)``.
+
+    Raises:
+        ValueError: a reference the core refuses (the message names its file when alone).
+    """
+    from ..pipeline import prepare_reference, prepare_references
+
+    masks = list(masks or [])
+    if len(images) == 1 and all(mask is None for mask in masks):
+        try:
+            return prepare_reference(models, images[0], config), list(paths)
+        except ValueError as err:
+            raise ValueError(f"{paths[0]}: {err}") from err
+    prepared = prepare_references(models, images, config, masks=masks or None, fusion=fusion)
+    for k in sorted(set(range(len(paths))) - set(prepared.positions)):
+        print(f"warning: {paths[k]}: has no colour (R, G and B agree); left out", file=sys.stderr)
+    return prepared, [paths[k] for k in prepared.positions]
+

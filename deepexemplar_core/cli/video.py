@@ -37,7 +37,12 @@ from pathlib import Path
 
 from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, EXIT_USAGE, exit_code_for
 from .colorize import check_writable
-from .options import add_model_options, config_from_args, load_models_from_args
+from .options import (
+    add_model_options,
+    config_from_args,
+    load_models_from_args,
+    prepare_one_or_set,
+)
 
 logger = logging.getLogger("deepexemplar")
 
@@ -351,11 +356,11 @@ def _colorized_frames(reader, plan: _Plan, keyed: _Reference | None, models, con
             plan.starts(0, head)
         number, last, prepared = 0, None, None
         while head is not None:
-            first, refs = number, plan.references(number, head)
+            first, wanted = number, plan.references(number, head)
             start = time.perf_counter()
-            if refs != last:  # a shot that picks the same references keeps them prepared
-                prepared, last = None, refs
-                prepared = _prepare(models, plan.images(refs), config)
+            if wanted != last:  # a shot that picks the same references keeps them prepared
+                prepared, last = None, wanted
+                prepared, refs = prepare_one_or_set(models, plan.images(wanted), wanted, config)
             stats.reference_features = "computed once per segment" if first else "computed once"
             stats.add("reference", time.perf_counter() - start)
             stats.shots.append({"first_frame": first, "references": [str(r) for r in refs],
@@ -422,19 +427,6 @@ def _colorized_frames(reader, plan: _Plan, keyed: _Reference | None, models, con
         if smoothed.scene_cut:
             stats.scene_cuts.append(index)
         yield image(index, done, refs, l, smoothed.ab, smoothed.scene_cut)
-
-
-def _prepare(models, images: list, config):
-    """One reference prepared as always, or several as a set (a gray one among them left out)."""
-    from .. import prepare_reference
-    from ..pipeline import prepare_references
-
-    if len(images) == 1:
-        return prepare_reference(models, images[0], config)
-    prepared = prepare_references(models, images, config)
-    for message in prepared.skipped:
-        print(f"warning: {message}", file=sys.stderr)
-    return prepared
 
 
 def _write(kind: str, output: Path, frames: Iterator, reader, args, progress):
