@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -105,7 +106,7 @@ def top_k(models, photos: list[Path], size: int, k: int) -> None:
         pool = Path(tmp) / "pool"
         pool.mkdir()
         for path in photos:
-            os.symlink(path.resolve(), pool / path.name)
+            shutil.copy(path, pool / path.name)  # the index refuses links leading outside
         build_index(pool, Path(tmp) / "pool.index", LiteDescriber(models.backbone))
         index = Index.load(Path(tmp) / "pool.index")
         rows = []

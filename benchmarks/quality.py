@@ -5,10 +5,13 @@ For each colour photo of the folder built by ``benchmarks/datasets.py`` (short s
 references are other views of the same photo (``self`` cases: ``flip``, ``crop``, ``shift``,
 ``rescale``) and a different photo (``cross``: the next photo of the manifest); with
 ``--recommended`` also the photo that ``recommend`` picks among all the other photos
-(``recommended``). ``--photos-list`` fixes the photos (the protocol of the semantic-fill
+(``recommended``); with ``--pool K`` also the unrelated photo helped by the top-``K`` photos
+that ``recommend`` picks among the others (``cross+pool``: ``colorize -r REF --reference-index
+IDX -k K``, the photo-pool prior of issue 19; the baselines take the unrelated photo alone).
+``--photos-list`` fixes the photos (the protocol of the semantic-fill
 measurements in ``docs/lite.md``: :data:`FILL_PHOTOS`, ``--targets 16``: the first 16 are the
 targets, all 25 serve as cross and recommendation pool). Every method
-is a callable in :data:`METHODS` ``(target_rgb, reference_rgb) -> rgb`` so that methods can be
+is a callable in :data:`METHODS` ``(target_rgb, reference_rgb, pool=()) -> rgb`` so that methods can be
 added or left out (``--methods``).
 
 For the pipeline methods the confidence is also scored: the ROC AUC with which the pipeline's
@@ -60,9 +63,9 @@ from deepexemplar_core.evaluation.metrics import (  # noqa: E402
     top5_agreement,
 )
 
-Method = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Method = Callable[..., torch.Tensor]
 VIEWS = ("flip", "crop", "shift", "rescale")
-KINDS = ("self", "cross", "recommended")
+KINDS = ("self", "cross", "recommended", "cross+pool")
 #: The 25 distinct real photos of the fill protocol (near-duplicates such as aloeR, leuvenB,
 #: rubberwhale2 and drawings, logos, text left out), file stems of ``benchmarks/datasets.py``
 #: built with ``--opencv-doc``. The first 16 are the targets.
@@ -85,6 +88,7 @@ class Case:
     view: str
     target: torch.Tensor  # (1, 3, H, W) ground truth in [0, 1]
     reference: torch.Tensor  # (1, 3, Hr, Wr) in [0, 1]
+    pool: tuple[torch.Tensor, ...] = ()  # cross+pool: the pool's picks, (1, 3, Hp, Wp) each
 
 
 def load_rgb(path: Path, size: int) -> torch.Tensor:
@@ -112,9 +116,11 @@ def make_view(rgb: torch.Tensor, view: str) -> torch.Tensor:
 
 
 def build_cases(photos: list[Path], size: int, views: list[str], targets: int = 0,
-                recommended: bool = False) -> list[Case]:
+                recommended: bool = False, pool: int = 0) -> list[Case]:
     """Self cases for each view plus one cross case (the next photo) per target photo, and with
-    ``recommended`` the photo ``recommend_from_images`` ranks first among all the others.
+    ``recommended`` the photo ``recommend_from_images`` ranks first among all the others; with
+    ``pool`` > 0 the cross case again, helped by the top-``pool`` of that ranking (the cross
+    photo left out of it).
 
     ``targets`` > 0 makes only the first ``targets`` photos targets (all stay references).
     """
@@ -126,13 +132,22 @@ def build_cases(photos: list[Path], size: int, views: list[str], targets: int = 
         if len(photos) > 1:
             other = photos[(i + 1) % len(photos)]
             cases.append(Case(path.stem, "cross", other.stem, rgb, images[(i + 1) % len(images)]))
-        if recommended and len(photos) > 1:
+        if (recommended or pool) and len(photos) > 1:
             from deepexemplar_core.recommend import recommend_from_images
 
-            pool = [j for j in range(len(photos)) if j != i]
+            others = [j for j in range(len(photos)) if j != i]
             gray = rgb[0].mean(dim=0, keepdim=True)
-            best = pool[recommend_from_images(gray, [images[j][0] for j in pool], k=1)[0].row]
-            cases.append(Case(path.stem, "recommended", photos[best].stem, rgb, images[best]))
+            ranked = [others[r.row] for r in recommend_from_images(
+                gray, [images[j][0] for j in others], k=len(others))]
+            if recommended:
+                best = ranked[0]
+                cases.append(Case(path.stem, "recommended", photos[best].stem, rgb, images[best]))
+            if pool:
+                cross = (i + 1) % len(photos)
+                picks = [j for j in ranked if j != cross][:pool]
+                cases.append(Case(path.stem, "cross+pool",
+                                  "+".join(photos[j].stem for j in (cross, *picks)), rgb,
+                                  images[cross], tuple(images[j] for j in picks)))
     return cases
 
 
@@ -141,17 +156,17 @@ def _with_ab(target_rgb: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     return lab_to_rgb(torch.cat([l, ab], 1)).clamp(0, 1)
 
 
-def gray_method(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def gray_method(target: torch.Tensor, reference: torch.Tensor, pool=()) -> torch.Tensor:
     """ab = 0: the target's luminance alone."""
     return _with_ab(target, torch.zeros_like(target[:, :2]))
 
 
-def reinhard_method(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def reinhard_method(target: torch.Tensor, reference: torch.Tensor, pool=()) -> torch.Tensor:
     """Reinhard 2001 (CIELab), gray target: the reference's mean ab."""
     return _with_ab(target, reinhard_transfer(rgb_to_lab(target)[:, :1], rgb_to_lab(reference)))
 
 
-def welsh_method(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+def welsh_method(target: torch.Tensor, reference: torch.Tensor, pool=()) -> torch.Tensor:
     """Welsh 2002 with 200 jittered samples."""
     return _with_ab(target, welsh_transfer(rgb_to_lab(target)[:, :1], rgb_to_lab(reference)))
 
@@ -240,9 +255,10 @@ def pipeline_method(family: str, taps: str | None = None, fill: str | None = Non
 
         models.colorizer = PropagationColorizer(PropagationConfig(fill=fill))
 
-    def run(target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def run(target: torch.Tensor, reference: torch.Tensor, pool=()) -> torch.Tensor:
         gray = gray_method(target, reference)
-        result = colorize(gray, reference[0], models)
+        result = colorize(gray, [reference[0], *(p[0] for p in pool)] if pool else reference[0],
+                          models)
         if scores is not None and scores.kind is not None:
             scores.add(result.intermediates[0], target)
         return result.images[0][None].clamp(0, 1)
@@ -341,9 +357,9 @@ def _targets(summary: list[dict]) -> None:
             continue
         gain = row["ab_psnr"] - gray[kind]["ab_psnr"]
         ratio = row["cf_signed"] / max(row["cf_truth"], 1e-9)
-        if kind == "cross":
+        if kind in ("cross", "cross+pool"):
             ok = gain >= -1.0 and ratio >= 0.85 and row["top5_agree"] >= gray[kind]["top5_agree"]
-            print(f"target (issue 19): unrelated {method}: ab PSNR {gain:+.2f} dB vs gray (>= -1), "
+            print(f"target (issue 19): {kind} {method}: ab PSNR {gain:+.2f} dB vs gray (>= -1), "
                   f"colourfulness ratio {ratio:.2f} (>= 0.85), top-5 {row['top5_agree']:.3f} "
                   f"vs gray {gray[kind]['top5_agree']:.3f}: {ok}")
         elif kind == "recommended":
@@ -375,6 +391,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="only the first N photos are targets (0 = all)")
     parser.add_argument("--recommended", action="store_true",
                         help="add the recommended reference (among all other photos) per target")
+    parser.add_argument("--pool", type=int, default=0,
+                        help="add the unrelated reference helped by the top-K recommended "
+                             "photos (K = this; 0 = off)")
     parser.add_argument("--wrong-above", type=float, default=WRONG_ABOVE,
                         help="ab error above which a warped pixel is wrong (confidence AUC)")
     args = parser.parse_args(argv)
@@ -395,7 +414,8 @@ def main(argv: list[str] | None = None) -> None:
                          "the folder with benchmarks/datasets.py --opencv-doc)")
         photos = [by_stem[s] for s in stems]
     photos = photos[: args.limit] if args.limit else photos
-    cases = build_cases(photos, args.size, args.views.split(","), args.targets, args.recommended)
+    cases = build_cases(photos, args.size, args.views.split(","), args.targets, args.recommended,
+                        args.pool)
     runners = {m: METHODS[m](args) for m in methods}
 
     from deepexemplar_core.backbones import load_lite_backbone
@@ -408,11 +428,11 @@ def main(argv: list[str] | None = None) -> None:
         for name, run in runners.items():
             args.scores.kind = None  # warm-up runs are not scored
             if name not in warm:  # the first call pays lazy loading and allocator warm-up
-                run(case.target, case.reference)
+                run(case.target, case.reference, case.pool)
                 warm.add(name)
             args.scores.kind = case.kind
             start = time.perf_counter()
-            result = run(case.target, case.reference)
+            result = run(case.target, case.reference, case.pool)
             seconds = time.perf_counter() - start
             rec = {"photo": case.photo, "kind": case.kind, "view": case.view, "method": name,
                    "seconds": seconds, **evaluate(case, result, classify, logits_true)}

@@ -508,14 +508,18 @@ def _colorize_chunk(models: Models, indices: list[int], match: MatchResult,
     """Run the colorizer on one chunk; the chunk's intermediates with the ``colorize`` timing.
 
     With several references (``references`` and ``fusion`` from :func:`_match_several`) the
-    colorizer's reference colours are all references' pixels pooled.
+    colorizer gets every reference's colours and the fusion weights (each pixel's prior comes
+    from the references that colour it), and all references' pixels pooled as
+    ``reference_lab``.
     """
     start, timings = time.perf_counter(), {}
+    labs = tuple(m.reference_lab_work for m, _ in references)
     reference_lab = match.reference_lab_work if not references else torch.cat(
-        [m.reference_lab_work.flatten(2) for m, _ in references], dim=2).unsqueeze(2)
+        [lab.flatten(2) for lab in labs], dim=2).unsqueeze(2)
     inputs = ColorizerInputs(match.target_l_work, similarity.warped_rgb8, similarity.warped_ab,
                              similarity.similarity, similarity.confidence, reference_lab,
-                             match.target_pyramid)
+                             match.target_pyramid, labs,
+                             fusion.weights if fusion is not None else None)
     ab_work = models.colorizer(inputs).float()
     _tick(timings, "colorize", start, models.device)
     return Intermediates(tuple(indices), match, similarity, ab_work, timings, references, fusion)

@@ -133,6 +133,12 @@ class ColorizerInputs:
         reference_lab: ``(1, 3, Hr, Wr)`` float32 CIELab of the reference at working resolution.
         target_pyramid: the backbone's features of the targets (for a colorizer that compares
             target regions with each other), or ``None`` when the caller has none.
+        references_lab: several references: each one's ``(1, 3, Hr_k, Wr_k)`` float32 CIELab
+            at its working resolution (then :attr:`reference_lab` is their pixels pooled);
+            empty for one reference.
+        reference_weights: several references: ``(B, K, H, W)`` float32 share of each
+            reference per target pixel (the fusion weights, summing to 1 over ``K``); ``None``
+            for one reference.
     """
 
     target_l: torch.Tensor
@@ -142,6 +148,8 @@ class ColorizerInputs:
     confidence: torch.Tensor
     reference_lab: torch.Tensor
     target_pyramid: FeaturePyramid | None = None
+    references_lab: tuple[torch.Tensor, ...] = ()
+    reference_weights: torch.Tensor | None = None
 
 
 @runtime_checkable

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..image_io import IMAGE_SUFFIXES
-from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, exit_code_for
+from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, EXIT_USAGE, exit_code_for
 from .options import (
     add_model_options,
     config_from_args,
@@ -49,13 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``colorize`` and ``demo`` sub-commands."""
     col = subparsers.add_parser("colorize", help="colorize gray photos with a colour reference")
     col.add_argument("targets", nargs="+", type=Path, help="target images or folders of images")
-    refs = col.add_mutually_exclusive_group(required=True)
+    refs = col.add_argument_group("references (one or both)")
     refs.add_argument("--reference", "-r", type=Path, action="append", default=None,
                       help="colour reference image; repeat for several (each pixel takes the "
                            "reference that matches it best)")
     refs.add_argument("--reference-index", type=Path, default=None,
                       help="index folder (`deepexemplar index`): pick each target's reference(s) "
-                           "from it (recorded in the output's metadata)")
+                           "from it (recorded in the output's metadata); with -r, the picks "
+                           "join your references and colour what they do not match")
     col.add_argument("-k", type=int, default=1,
                      help="with --reference-index: use the top K recommendations together "
                           "(default 1)")
@@ -302,6 +303,11 @@ def run_colorize(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     if getattr(args, "reference_index", None) is not None:
         return _run_with_index(args, targets)
+    if not args.reference:
+        print("error: give a colour reference (-r REF, repeat for several) or an index of your "
+              "photos (--reference-index IDX, built by `deepexemplar index`), or both",
+              file=sys.stderr)
+        return EXIT_USAGE
     refs = args.reference if isinstance(args.reference, list) else [args.reference]
     region_paths = getattr(args, "region", None) or []
     if len(region_paths) > len(refs):
@@ -424,9 +430,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
-    """Colorize each target with the top-K references of ``args.reference_index`` (``-k``);
-    targets that share references are colorized together. The chosen reference is recorded in the output
-    metadata (``deepexemplar:reference``, plus ``deepexemplar:reference_index``)."""
+    """Colorize each target with the top-K references of ``args.reference_index`` (``-k``),
+    after the user's own ``-r`` references when given (a pick that is one of them is left
+    out); targets that share references are colorized together. The references are recorded
+    in the output metadata (``deepexemplar:reference``, plus ``deepexemplar:reference_index``)."""
     from ..image_io import ImageReadError
     from ..recommend import Index, IndexError_, pick_references
 
@@ -442,11 +449,14 @@ def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
     if args.k < 1:
         print(f"error: -k: expected >= 1 references, got {args.k}", file=sys.stderr)
         return EXIT_INPUT
+    own = list(args.reference or [])
+    mine = {path.resolve() for path in own}
     chosen: dict[tuple[Path, ...], list[Path]] = {}
     failed = False
     for target in targets:
         try:
-            references = pick_references(index, target, args.k)
+            references = [path for path in pick_references(index, target, args.k + len(own))
+                          if path.resolve() not in mine][: args.k]
         except (ImageReadError, IndexError_, ValueError) as err:
             print(f"error: {target}: {err}", file=sys.stderr)
             failed = True
@@ -455,8 +465,9 @@ def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
             print(f"warning: {target}: -k {args.k}, but the index {args.reference_index} has "
                   f"only {len(references)} eligible reference(s); using those", file=sys.stderr)
         print(f"{target}: reference{'s' if len(references) > 1 else ''} "
-              f"{', '.join(map(str, references))}", file=sys.stderr)
-        chosen.setdefault(tuple(references), []).append(target)
+              f"{', '.join(map(str, references))}" + (" after yours" if own else ""),
+              file=sys.stderr)
+        chosen.setdefault(tuple(own + references), []).append(target)
     code = EXIT_OK
     for references, group in chosen.items():
         sub = argparse.Namespace(**vars(args))

@@ -64,6 +64,7 @@ __all__ = [
     "PropagationConfig",
     "bilateral_grid_filter",
     "choose_fill",
+    "fused_prior",
     "propagate_colors",
     "reference_prior",
 ]
@@ -228,6 +229,46 @@ def reference_prior(
     return (looked[:, :2] + 1e-3 * mean_ab) / (count + 1e-3)
 
 
+def fused_prior(target_l: torch.Tensor, references_lab: tuple[torch.Tensor, ...],
+                weights: torch.Tensor, range_: float = 10.0) -> torch.Tensor:
+    """Several references' prior: each pixel takes the priors of the references it is
+    coloured by, ``sum_k w_k * reference_prior(L, ref_k)``.
+
+    A region (or a user's mask) given to one reference thus gets that reference's colours per
+    luminance, not the mean of all references' pixels (which drifts every unmatched pixel
+    towards the references' common cast).
+
+    Args:
+        target_l: ``(B, 1, H, W)`` float in [0, 100].
+        references_lab: ``K`` tensors ``(1 | B, 3, Hr_k, Wr_k)`` float CIELab.
+        weights: ``(B, K, H, W)`` float >= 0, summing to 1 over ``K``.
+        range_: luminance bin size, L units.
+
+    Returns:
+        ``(B, 2, H, W)`` float32 ab.
+
+    Raises:
+        ValueError: ``weights`` has another number of references or another grid.
+
+    Example:
+        >>> l = torch.rand(1, 1, 8, 8) * 100
+        >>> red = torch.cat([l, torch.full((1, 1, 8, 8), 40.0), torch.zeros(1, 1, 8, 8)], 1)
+        >>> blue = torch.cat([l, torch.zeros(1, 1, 8, 8), torch.full((1, 1, 8, 8), -40.0)], 1)
+        >>> w = torch.zeros(1, 2, 8, 8); w[:, 0, :, :4] = 1; w[:, 1, :, 4:] = 1
+        >>> ab = fused_prior(l, (red, blue), w)
+        >>> ab[0, :, 0, 0].round().tolist(), ab[0, :, 0, 7].round().tolist()
+        ([40.0, 0.0], [0.0, -40.0])
+    """
+    b, _, h, w = target_l.shape
+    if weights.shape != (b, len(references_lab), h, w):
+        raise ValueError(f"weights: expected {(b, len(references_lab), h, w)} (one map per "
+                         f"reference on the target's grid), got {tuple(weights.shape)}")
+    out = target_l.new_zeros(b, 2, h, w).float()
+    for k, lab in enumerate(references_lab):
+        out += weights[:, k : k + 1].float() * reference_prior(target_l, lab, range_)
+    return out
+
+
 def _scales(h: int, w: int, finest: float) -> list[float]:
     """Spatial scales, coarse to fine: ``finest * 2^k`` up to the image size."""
     out = [finest]
@@ -245,6 +286,7 @@ def propagate_colors(
     *,
     target_pyramid: FeaturePyramid | None = None,
     source_confidence: torch.Tensor | None = None,
+    prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fill low-confidence pixels with colours propagated along luminance (module docstring).
 
@@ -259,6 +301,8 @@ def propagate_colors(
             (without them the fill is ``"propagate"``).
         source_confidence: ``(B, 1, H, W)`` in [0, 1], which warped colours the semantic fill
             may copy; ``None`` uses ``confidence``.
+        prior: ``(B, 2, H, W)`` float ab of step 4 (e.g. :func:`fused_prior` of several
+            references); ``None`` computes :func:`reference_prior` of ``reference_lab``.
 
     Returns:
         ``(B, 2, H, W)`` float32 ab.
@@ -291,7 +335,11 @@ def propagate_colors(
     l = target_l.float()
     conf = confidence.float().clamp(0.0, 1.0)
     ab_in = warped_ab.float()
-    prior = reference_prior(l, reference_lab, cfg.global_range)
+    if prior is None:
+        prior = reference_prior(l, reference_lab, cfg.global_range)
+    else:
+        _checks.check_shape("prior", prior, (bound["B"], 2, bound["H"], bound["W"]))
+        prior = prior.float()
     semantic = target_pyramid is not None and choose_fill(cfg.fill) == "semantic"
     ones = torch.ones_like(conf)
     values = torch.cat([conf * ab_in, conf, ones], dim=1)
@@ -386,7 +434,11 @@ class PropagationColorizer(nn.Module):
         if pyramid is not None and choose_fill(self.config.fill) == "semantic":
             warped_l = rgb_to_lab(inputs.warped_rgb8.float() / 255.0)[:, :1]
             source = fill_confidence(inputs.similarity, inputs.target_l, warped_l)
+        prior = None
+        if inputs.reference_weights is not None:
+            prior = fused_prior(inputs.target_l, inputs.references_lab, inputs.reference_weights,
+                                self.config.global_range)
         return propagate_colors(
             inputs.target_l, inputs.warped_ab, inputs.confidence, inputs.reference_lab,
-            self.config, target_pyramid=pyramid, source_confidence=source,
+            self.config, target_pyramid=pyramid, source_confidence=source, prior=prior,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +100,31 @@ def test_top_k_from_an_index_with_fewer_images_uses_those(files, tmp_path, capsy
     assert code == EXIT_OK
     assert "-k 3, but the index" in capsys.readouterr().err
     assert len(json.loads(_meta(out)["deepexemplar:references"])) == 2
+
+
+def test_your_reference_helped_by_an_index(files, tmp_path, capsys):
+    from deepexemplar_core.backbones import load_lite_backbone
+    from deepexemplar_core.recommend import LiteDescriber, build_index
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for name in ("a.png", "b.png"):
+        (pool / name).write_bytes((files / name).read_bytes())
+    build_index(pool, tmp_path / "pool.index", LiteDescriber(load_lite_backbone()))
+    out = tmp_path / "out.png"
+    # a.png is yours and also in the index: the pick that is one of yours is left out
+    code = main(["colorize", str(files / "gray.png"), "-r", str(pool / "a.png"),
+                 "--reference-index", str(tmp_path / "pool.index"), "-k", "1", "-o", str(out),
+                 *SIZE])
+    assert code == EXIT_OK, capsys.readouterr().err
+    assert "after yours" in capsys.readouterr().err
+    meta = _meta(out)
+    assert [Path(p).name for p in json.loads(meta["deepexemplar:references"])] == ["a.png",
+                                                                                  "b.png"]
+    assert meta["deepexemplar:reference_index"] == str(tmp_path / "pool.index")
+    code = main(["colorize", str(files / "gray.png"), "-o", str(tmp_path / "none.png"), *SIZE])
+    assert code == EXIT_USAGE and "--reference-index IDX" in capsys.readouterr().err
+    assert not (tmp_path / "none.png").exists()
 
 
 def _ab(folder) -> torch.Tensor:

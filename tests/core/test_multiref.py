@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from deepexemplar_core import MotionPrior
-from deepexemplar_core.color import rgb_to_lab
+from deepexemplar_core.color import lab_to_rgb, rgb_to_lab
 from deepexemplar_core.fusion import FusionConfig, fusion_weights, region_factors
 from deepexemplar_core.models import load_models
 from deepexemplar_core.pipeline import (
@@ -93,6 +93,32 @@ def test_a_region_forces_its_reference_and_a_weight_only_prefers_it(lite, halves
     soft = prepare_references(lite, refs, CONFIG, masks=[mask], fusion=FusionConfig(region_weight=0))
     free = colorize(target, soft, lite, CONFIG).choice[0, 0]
     assert float((free[:, : free.shape[1] // 2 - 8] == 0).float().mean()) >= 0.9  # no preference
+
+
+def _tinted(rgb: torch.Tensor, a: float, b: float) -> torch.Tensor:
+    """``rgb`` with every pixel's CIELab a/b set to ``(a, b)`` (its luminance kept)."""
+    lab = rgb_to_lab(rgb[None])
+    lab[:, 1], lab[:, 2] = a, b
+    return lab_to_rgb(lab)[0].clamp(0, 1)
+
+
+def test_each_region_keeps_its_own_references_colours_where_nothing_matches(
+        lite, chelsea_rgb, coffee_rgb):
+    # A red and a blue copy of the cat match little of the coffee cup (mean confidence ~0.03),
+    # so the colours come from the prior: each half must take its own reference's, not the
+    # references' pooled mean (that gave (21, -8) and (9, -20): a purple cast on both sides).
+    refs = [_tinted(chelsea_rgb, 30.0, 0.0), _tinted(chelsea_rgb, 0.0, -30.0)]
+    target = coffee_rgb.mean(0, keepdim=True)
+    w = target.shape[-1]
+    left = torch.zeros(target.shape[-2:])
+    left[:, : w // 2] = 1.0
+    result = colorize(target, prepare_references(lite, refs, CONFIG, masks=[left, 1 - left]),
+                      lite, CONFIG)
+    ab = rgb_to_lab(result.images[0][None])[0, 1:]
+    a_left, b_left = ab[:, :, : w // 2 - 8].mean(dim=(1, 2)).tolist()
+    a_right, b_right = ab[:, :, w // 2 + 8:].mean(dim=(1, 2)).tolist()
+    assert a_left > 20 and abs(b_left) < 5, (a_left, b_left)
+    assert b_right < -20 and abs(a_right) < 5, (a_right, b_right)
 
 
 def test_region_factors_keep_the_unmasked_reference_outside_and_blend_the_edge():
