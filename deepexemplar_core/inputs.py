@@ -82,9 +82,11 @@ class PrecomputedError(InputError):
     """A precomputed stage result that does not belong to these targets or settings; ``kind``
     is one of :attr:`KINDS`: ``targets`` (other count or size), ``size`` (another working size),
     ``similarity`` (from another correspondence), ``missing`` (a similarity without its match),
-    ``reference`` (a reference passed as well: the match already holds one)."""
+    ``reference`` (a reference passed as well: the match already holds one), ``references``
+    (another number of references than the match holds), ``regions`` (other regions than the
+    ones the match was fused with)."""
 
-    KINDS = ("targets", "size", "similarity", "missing", "reference")
+    KINDS = ("targets", "size", "similarity", "missing", "reference", "references", "regions")
 
 
 def working_size(height: int, width: int, size: int, max_pixels: int | None = None) -> tuple[int, int]:
