@@ -354,10 +354,11 @@ class DeepExemplarExtension(ComfyExtension):
 def provide_example_images() -> None:
     """Put the workflows' example images into ComfyUI's input folder when they are missing.
 
-    The bundled workflows load ``deepexemplar_*.jpg`` with core ``LoadImage``, which reads from
-    ``ComfyUI/input``; copying the four small files (about 100 KB, never overwriting a file of
-    the same name) lets every workflow run on a fresh install. A read-only input folder only
-    logs a warning: the user can still copy or upload the files.
+    The bundled workflows load ``deepexemplar_*.jpg`` (and one ``.png`` whose alpha holds a
+    drawn region) with core ``LoadImage``, which reads from ``ComfyUI/input``; copying the eight
+    small files (about 170 KB, never overwriting a file of the same name) lets every workflow
+    run on a fresh install. A read-only input folder only logs a warning: the user can still
+    copy or upload the files.
     """
     source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "workflows", "images")
@@ -365,7 +366,7 @@ def provide_example_images() -> None:
         return
     target = folder_paths.get_input_directory()
     for name in sorted(os.listdir(source)):
-        if not (name.startswith("deepexemplar_") and name.endswith(".jpg")):
+        if not (name.startswith("deepexemplar_") and name.endswith((".jpg", ".png"))):
             continue
         destination = os.path.join(target, name)
         if os.path.exists(destination):
