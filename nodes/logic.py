@@ -30,6 +30,7 @@ from deepexemplar_core.models import Models, check_compatible
 from deepexemplar_core.pipeline import (
     ColorizeConfig,
     MatchResult,
+    ReferenceSet,
     SetMatchResult,
     SetSimilarityResult,
     SimilarityResult,
@@ -523,7 +524,7 @@ def run_match(models: Models, target: torch.Tensor, reference: torch.Tensor,
 
 
 def _references(models: Models, reference: torch.Tensor, config: ColorizeConfig,
-                regions: list[torch.Tensor] | None) -> torch.Tensor | Any:
+                regions: list[torch.Tensor] | None) -> torch.Tensor | ReferenceSet:
     """One reference as it is (today's path), several (or one with a region) prepared as a set
     by the core's ``prepare_references``, on the models' device."""
     refs = reference.to(models.device)
@@ -632,8 +633,8 @@ _PHRASES = {
     "similarity": (None, "connect the same Dense Match output to Similarity Maps and to this "
                          "node, or disconnect one of them."),
     "references": (None, "connect the same reference image(s) to Dense Match and to this node."),
-    "regions": (None, "connect 'regions' to Dense Match (the correspondence keeps them) and "
-                      "leave it unconnected here, or connect the same masks to both."),
+    "regions": (None, ("connect 'regions' to Dense Match (the correspondence keeps them) and "
+                       "leave it unconnected here, or connect the same masks to both.")),
 }
 
 
