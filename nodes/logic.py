@@ -188,7 +188,8 @@ def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tens
         node: name used in messages.
 
     Raises:
-        NodeInputError: not a MASK, or more regions than references.
+        NodeInputError: not a MASK, more regions than references, or an empty mask (what Load
+            Image gives for an image without a painted region; the core refuses it too).
 
     Example:
         >>> [m.shape for m in regions_to_core(torch.ones(1, 8, 8), 2, "ExemplarColorize")]
@@ -204,6 +205,13 @@ def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tens
         raise NodeInputError(node, f"'regions' holds {len(masks)} masks for {references} "
                              "reference(s).", "give one mask per reference image, in the "
                              "reference batch's order (batch the masks as the references).")
+    empty = [k for k, m in enumerate(masks) if m.numel() and float(m.max()) <= 0.0]
+    if empty:
+        raise NodeInputError(node, f"'regions' mask {empty[0] + 1} is empty (all 0), so "
+                             f"reference {empty[0] + 1} would colour nothing; Load Image gives "
+                             "an empty mask for an image without a painted region.",
+                             "paint the region in the mask editor (right-click the Load Image, "
+                             "Open in MaskEditor), or disconnect 'regions'.")
     return masks
 
 
