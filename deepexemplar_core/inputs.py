@@ -71,11 +71,11 @@ class ImageError(InputError):
     ``shape`` (not ``(C, H, W)``), ``alpha`` (4 channels), ``channels`` (not 1 or 3), ``empty``,
     ``nonfinite`` (NaN or infinity), ``range`` (outside [0, 1]), ``too_small`` (a side under
     :data:`MIN_SIDE`), ``gray`` (a reference without colour), ``batch`` (several references
-    where one is expected).
+    where one is expected), ``empty_region`` (a region mask that is 0 everywhere).
     """
 
     KINDS = ("shape", "alpha", "channels", "empty", "nonfinite", "range", "too_small", "gray",
-             "batch")
+             "batch", "empty_region")
 
 
 class PrecomputedError(InputError):

@@ -968,7 +968,8 @@ def prepare_references(
         if mask is not None:
             resize_region(f"masks[{k}]", mask, tuple(mask.shape[-2:]))
             if float(mask.max()) <= 0.0:
-                raise ValueError(f"masks[{k}]: is empty (all 0), so references[{k}] would colour "
+                raise ImageError(f"masks[{k}]", "empty_region",
+                                 f"masks[{k}]: is empty (all 0), so references[{k}] would colour "
                                  "nothing; draw its region or give no mask for it")
     kept, skipped = [], []
     for k, item in enumerate(items):

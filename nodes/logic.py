@@ -188,8 +188,7 @@ def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tens
         node: name used in messages.
 
     Raises:
-        NodeInputError: not a MASK, more regions than references, or an empty mask (what Load
-            Image gives for an image without a painted region; the core refuses it too).
+        NodeInputError: not a MASK, or more regions than references.
 
     Example:
         >>> [m.shape for m in regions_to_core(torch.ones(1, 8, 8), 2, "ExemplarColorize")]
@@ -205,13 +204,6 @@ def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tens
         raise NodeInputError(node, f"'regions' holds {len(masks)} masks for {references} "
                              "reference(s).", "give one mask per reference image, in the "
                              "reference batch's order (batch the masks as the references).")
-    empty = [k for k, m in enumerate(masks) if m.numel() and float(m.max()) <= 0.0]
-    if empty:
-        raise NodeInputError(node, f"'regions' mask {empty[0] + 1} is empty (all 0), so "
-                             f"reference {empty[0] + 1} would colour nothing; Load Image gives "
-                             "an empty mask for an image without a painted region.",
-                             "paint the region in the mask editor (right-click the Load Image, "
-                             "Open in MaskEditor), or disconnect 'regions'.")
     return masks
 
 
@@ -641,6 +633,10 @@ _PHRASES = {
     "similarity": (None, "connect the same Dense Match output to Similarity Maps and to this "
                          "node, or disconnect one of them."),
     "references": (None, "connect the same reference image(s) to Dense Match and to this node."),
+    "empty_region": ("{name} is empty (all 0), so its reference would colour nothing (Load "
+                     "Image gives an empty mask for an image without a painted region).",
+                     "paint the region in the mask editor (right-click the Load Image, Open in "
+                     "MaskEditor), or disconnect 'regions'."),
     "regions": (None, ("connect 'regions' to Dense Match (the correspondence keeps them) and "
                        "leave it unconnected here, or connect the same masks to both.")),
 }
@@ -648,13 +644,16 @@ _PHRASES = {
 
 def _input_name(name: str) -> str:
     """The core's argument name as the node's input: ``targets[2]`` -> ``'target' (image 2 of
-    the batch)``, ``reference`` -> ``'reference'``.
+    the batch)``, ``masks[1]`` -> ``'regions' (mask 1 of the batch)``, ``reference`` ->
+    ``'reference'``.
 
-    >>> _input_name("targets[2]"), _input_name("reference")
-    ("'target' (image 2 of the batch)", "'reference'")
+    >>> _input_name("targets[2]"), _input_name("masks[1]"), _input_name("reference")
+    ("'target' (image 2 of the batch)", "'regions' (mask 1 of the batch)", "'reference'")
     """
     if name.startswith("targets["):
         return f"'target' (image {name[len('targets['):-1]} of the batch)"
+    if name.startswith("masks["):
+        return f"'regions' (mask {name[len('masks['):-1]} of the batch)"
     return f"'{name}'"
 
 

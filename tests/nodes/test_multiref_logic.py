@@ -63,9 +63,13 @@ def test_regions_decide_and_bad_regions_are_phrased(logic, lite, halves):
     with pytest.raises(logic.NodeInputError, match=r"Colorize: 'regions' holds 3 masks for 2 "
                                                    r"reference.*one mask per reference"):
         logic.regions_to_core(torch.ones(3, 8, 8), 2, "ExemplarColorize")
-    with pytest.raises(logic.NodeInputError, match=r"Dense Match: 'regions' mask 2 is empty.*"
-                                                   r"Load Image gives an empty mask.*MaskEditor"):
-        logic.regions_to_core(torch.stack([torch.ones(8, 8), torch.zeros(8, 8)]), 2, "DenseMatch")
+    empty = logic.regions_to_core(torch.stack([mask[0], torch.zeros_like(mask[0])]), 2, "n")
+    with pytest.raises(logic.NodeInputError, match=r"Dense Match: 'regions' \(mask 1 of the "
+                                                   r"batch\) is empty.*Load Image gives an "
+                                                   r"empty mask.*MaskEditor"):
+        logic.run_match(lite, logic.image_to_core(target, "target", "n"),
+                        logic.reference_to_core(references, "n"),
+                        logic.make_config("DenseMatch", SIZE), "DenseMatch", regions=empty)
     with pytest.raises(logic.NodeInputError, match=r"masks\[0\]: a 8x8 mask does not fit"):
         logic.run_colorize(lite, logic.image_to_core(target, "target", "n"),
                            logic.reference_to_core(references, "n"),
