@@ -77,22 +77,26 @@ def test_regions_decide_and_bad_regions_are_phrased(logic, lite, halves):
                            regions=logic.regions_to_core(torch.ones(1, 8, 8), 2, "n"))
 
 
+#: Frame height of the clip tests (and their working size): small, the clip has nine frames.
+CLIP = 64
+
+
 @pytest.fixture(scope="module")
 def halves_clip(logic, halves):
-    """Ten frames panning across the two-photo target (more than one chunk of frames)."""
+    """Nine frames panning across the two-photo target (more than one chunk of frames)."""
     from pack_import import import_pack_module
 
     example_clip_frames = import_pack_module("nodes.video_logic").example_clip_frames
     target, _ = halves
-    frames = torch.stack(list(example_clip_frames(target[0].movedim(-1, 0), count=10,
-                                                  size=(SIZE, 2 * SIZE - 32))))
+    frames = torch.stack(list(example_clip_frames(target[0].movedim(-1, 0), count=9,
+                                                  size=(CLIP, 2 * CLIP - 16))))
     assert frames.shape[0] > logic.FRAMES_PER_CHUNK
     return frames.movedim(1, -1)
 
 
-def _regions(width: int) -> torch.Tensor:
+def _regions(width: int, height: int = SIZE) -> torch.Tensor:
     """One region: the first reference (the astronaut) only in the right quarter."""
-    mask = torch.zeros(1, SIZE, width)
+    mask = torch.zeros(1, height, width)
     mask[..., -width // 4:] = 1.0
     return mask
 
@@ -106,9 +110,9 @@ def test_dense_match_of_a_reference_batch_gives_colorize_pixels(logic, lite, hal
     _, references = halves
     frames = logic.image_to_core(halves_clip, "target", "n")
     refs = logic.reference_to_core(references, "n")
-    regions = (logic.regions_to_core(_regions(frames.shape[-1]), 2, "n") if with_regions
+    regions = (logic.regions_to_core(_regions(frames.shape[-1], CLIP), 2, "n") if with_regions
                else None)
-    config = logic.make_config("n", SIZE, frames=frames.shape[0])
+    config = logic.make_config("n", CLIP, frames=frames.shape[0])
     alone_choices, staged_choices, reused_choices = [], [], []
     alone = logic.run_colorize(lite, frames, refs, config, "n", regions=regions,
                                choices=alone_choices)
@@ -130,7 +134,7 @@ def test_dense_match_of_a_reference_batch_gives_colorize_pixels(logic, lite, hal
         assert float((one == three).all(0).float().mean()) > 0.999
     # the regions decided: no pixel of the left half is the first reference's
     red = torch.tensor([0.90, 0.10, 0.29])
-    first = [bool(((c.movedim(0, -1) - red).abs().sum(-1) < 1e-3)[:, : SIZE // 2].any())
+    first = [bool(((c.movedim(0, -1) - red).abs().sum(-1) < 1e-3)[:, : CLIP // 2].any())
              for c in alone_choices]
     assert not any(first) if with_regions else any(first)
 
