@@ -20,6 +20,9 @@ __all__ = [
     "widget_slots",
 ]
 
+#: Node types that live in the page only (text for the user): never part of the API format.
+NOTE_TYPES = ("Note", "MarkdownNote")
+
 #: Input types that the frontend shows as widgets (unless ``forceInput`` is set).
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
@@ -84,7 +87,8 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
 
     Returns:
         ``{node id: {"class_type", "inputs", "_meta": {"title"}}}`` with links as
-        ``[source id, output index]``. Muted (mode 2) and bypassed (mode 4) nodes are dropped.
+        ``[source id, output index]``. Muted (mode 2) and bypassed (mode 4) nodes and notes
+        (:data:`NOTE_TYPES`) are dropped.
 
     Raises:
         WorkflowError: an unknown node type, or widget values that do not fit the schema.
@@ -92,7 +96,7 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     links = {link[0]: link for link in ui.get("links", [])}
     api: dict[str, dict] = {}
     for node in ui.get("nodes", []):
-        if node.get("mode", 0) in (2, 4):
+        if node.get("mode", 0) in (2, 4) or node["type"] in NOTE_TYPES:
             continue
         kind = node["type"]
         if kind not in object_info:

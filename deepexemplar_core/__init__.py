@@ -52,6 +52,8 @@ _EXPORTS = {
     "PropagationColorizer": "colorizers",
     "Recommendation": "recommend",
     "ReferenceSet": "results",
+    "SetMatchResult": "results",
+    "SetSimilarityResult": "results",
     "Similarity": "structures",
     "SimilarityResult": "results",
     "TemporalConfig": "temporal",

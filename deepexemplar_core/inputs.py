@@ -71,20 +71,22 @@ class ImageError(InputError):
     ``shape`` (not ``(C, H, W)``), ``alpha`` (4 channels), ``channels`` (not 1 or 3), ``empty``,
     ``nonfinite`` (NaN or infinity), ``range`` (outside [0, 1]), ``too_small`` (a side under
     :data:`MIN_SIDE`), ``gray`` (a reference without colour), ``batch`` (several references
-    where one is expected).
+    where one is expected), ``empty_region`` (a region mask that is 0 everywhere).
     """
 
     KINDS = ("shape", "alpha", "channels", "empty", "nonfinite", "range", "too_small", "gray",
-             "batch")
+             "batch", "empty_region")
 
 
 class PrecomputedError(InputError):
     """A precomputed stage result that does not belong to these targets or settings; ``kind``
     is one of :attr:`KINDS`: ``targets`` (other count or size), ``size`` (another working size),
     ``similarity`` (from another correspondence), ``missing`` (a similarity without its match),
-    ``reference`` (a reference passed as well: the match already holds one)."""
+    ``reference`` (a reference passed as well: the match already holds one), ``references``
+    (another number of references than the match holds), ``regions`` (other regions than the
+    ones the match was fused with)."""
 
-    KINDS = ("targets", "size", "similarity", "missing", "reference")
+    KINDS = ("targets", "size", "similarity", "missing", "reference", "references", "regions")
 
 
 def working_size(height: int, width: int, size: int, max_pixels: int | None = None) -> tuple[int, int]:

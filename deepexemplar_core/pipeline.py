@@ -60,6 +60,8 @@ from .results import (
     MatchResult,
     PreparedReference,
     ReferenceSet,
+    SetMatchResult,
+    SetSimilarityResult,
     SimilarityResult,
 )
 from .similarity import similarity_maps
@@ -76,8 +78,11 @@ __all__ = [
     "Models",
     "PreparedReference",
     "ReferenceSet",
+    "SetMatchResult",
+    "SetSimilarityResult",
     "SimilarityResult",
     "check_image",
+    "check_match_references",
     "colorize",
     "colorize_iter",
     "compute_similarity",
@@ -229,22 +234,72 @@ def _prepared_one(models: Models, reference: torch.Tensor | PreparedReference,
     return reference
 
 
-def _check_precomputed(match: MatchResult, similarity: SimilarityResult | None,
+def _check_precomputed(match: MatchResult | SetMatchResult,
+                       similarity: SimilarityResult | SetSimilarityResult | None,
                        images: list[torch.Tensor], config: ColorizeConfig) -> None:
     """Refuse precomputed stage results that belong to other targets or settings."""
+    first = match.matches[0] if isinstance(match, SetMatchResult) else match
     size = tuple(images[0].shape[-2:])
-    if match.original_size != size or match.target_l_work.shape[0] != len(images):
+    if first.original_size != size or first.target_l_work.shape[0] != len(images):
         raise PrecomputedError(
             "match", "targets",
-            f"match: computed for {match.target_l_work.shape[0]} target(s) of size "
-            f"{match.original_size}, got {len(images)} of size {size}; rerun the matching")
-    if match.reference.size != config.size:
+            f"match: computed for {first.target_l_work.shape[0]} target(s) of size "
+            f"{first.original_size}, got {len(images)} of size {size}; rerun the matching")
+    if first.reference.size != config.size:
         raise PrecomputedError(
-            "match", "size", f"match: computed at working size {match.reference.size}, this "
+            "match", "size", f"match: computed at working size {first.reference.size}, this "
                              f"run asks for {config.size}; rerun the matching at this size")
-    if similarity is not None and tuple(similarity.warped_ab.shape[-2:]) != match.work_size:
+    if similarity is None:
+        return
+    several = isinstance(match, SetMatchResult)
+    stages = len(similarity.stages) if isinstance(similarity, SetSimilarityResult) else None
+    fused = similarity.fused if stages is not None else similarity
+    if (several != (stages is not None) or (several and stages != len(match))
+            or tuple(fused.warped_ab.shape[-2:]) != first.work_size):
         raise PrecomputedError("similarity", "similarity", "similarity: computed for another "
                                "correspondence; rerun it from this match")
+
+
+def check_match_references(match: MatchResult | SetMatchResult, count: int,
+                           masks: Sequence[torch.Tensor | None] | None = None) -> None:
+    """Refuse reference images and regions other than the ones a precomputed match holds.
+
+    A staged run (match, then colorize) gets the references and regions once, at the match;
+    this checks what a caller passes again (e.g. the same inputs wired to two ComfyUI nodes).
+
+    Args:
+        match: from :func:`match_images`.
+        count: how many reference images the caller has (gray ones left out of a set count).
+        masks: the caller's regions in the references' order; ``None``: the match's own
+            (nothing to check).
+
+    Raises:
+        PrecomputedError: ``references`` (another count), ``regions`` (a region where the match
+            has none or another one, or none where it has one; a match of one reference has
+            none).
+    """
+    held, regions = 1, {}
+    if isinstance(match, SetMatchResult):
+        refs = match.references
+        held = len(refs.positions) + len(refs.skipped)
+        regions = {p: m for p, m in zip(refs.positions, refs.masks, strict=True)}
+    if count != held:
+        raise PrecomputedError("reference", "references",
+                               f"reference: {count} image(s), but the match was computed with "
+                               f"{held}; pass the same references to both")
+    if masks is None:
+        return
+    given = list(masks)
+    for position in range(held):
+        mine = given[position] if position < len(given) else None
+        theirs = regions.get(position)
+        same = (mine is None and theirs is None) or (
+            mine is not None and theirs is not None and mine.shape == theirs.shape
+            and torch.equal(mine.to(theirs.device).float(), theirs.float()))
+        if not same:
+            raise PrecomputedError("regions", "regions",
+                                   f"regions: region {position} differs from the one the match "
+                                   "was fused with; pass the same regions to both, or none here")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -355,18 +410,20 @@ def _prepare(models: Models, rgb: torch.Tensor, gray: bool,
 def match_images(
     models: Models,
     targets: torch.Tensor | Sequence[torch.Tensor],
-    reference: torch.Tensor | PreparedReference,
+    reference: torch.Tensor | PreparedReference | Sequence | ReferenceSet,
     config: ColorizeConfig | None = None,
     *,
     progress: Progress | None = None,
     motion: MotionPrior | None = None,
-) -> MatchResult:
-    """Features and bidirectional correspondence for same-sized targets and one reference.
+) -> MatchResult | SetMatchResult:
+    """Features and bidirectional correspondence for same-sized targets and the reference(s).
 
     Args:
         models: from :func:`load_models`.
         targets: ``(B, 1|3, H, W)`` float in [0, 1], or a list of same-sized ``(1|3, H, W)``.
-        reference: ``(1|3, Hr, Wr)`` sRGB in [0, 1], or a :func:`prepare_reference` result.
+        reference: ``(1|3, Hr, Wr)`` sRGB in [0, 1], or a :func:`prepare_reference` result; or
+            several (a list, a ``(K, 3, Hr, Wr)`` batch, a :func:`prepare_references` set), each
+            matched in turn (as :func:`colorize` matches them).
         config: the working size and matching schedule; with ``motion=True`` the targets are
             a video's frames, matched one after the other, each from the previous one's field.
         progress: called with ``(done, total)`` after every pyramid level.
@@ -374,7 +431,8 @@ def match_images(
             a clip across calls, or to read ``motion.cuts``); a fresh one by default.
 
     Returns:
-        MatchResult at working resolution.
+        MatchResult at working resolution; for several references a :class:`SetMatchResult`
+        (a set of one without a region is the one-reference path and gives a MatchResult).
 
     Raises:
         TypeError: bad argument types.
@@ -383,12 +441,11 @@ def match_images(
     models, config = _check_models(models), _check_config(config)
     _check_motion(motion, config)
     images = _checked_targets(targets)
-    if isinstance(reference, (list, tuple, ReferenceSet)):
-        raise ImageError("reference", "batch", "reference: match_images matches one reference; "
-                                               "colorize and colorize_iter take several")
-    prepared = _prepared_one(models, reference, config)
+    prepared = _prepared(models, reference, config)
     if config.motion and motion is None:
         motion = MotionPrior()
+    if isinstance(prepared, ReferenceSet):
+        return _match_set(models, images, prepared, config, progress, motion)
     return _match(models, images, prepared, config, progress, motion)
 
 
@@ -463,8 +520,9 @@ def _relay(progress: Progress, index: int, count: int) -> Progress:
 
 
 @torch.no_grad()
-def compute_similarity(match: MatchResult, device: torch.device | str | None = None
-                       ) -> SimilarityResult:
+def compute_similarity(match: MatchResult | SetMatchResult,
+                       device: torch.device | str | None = None
+                       ) -> SimilarityResult | SetSimilarityResult:
     """The similarity stage: the ten maps, the warped reference colours and the confidence.
 
     Args:
@@ -473,17 +531,24 @@ def compute_similarity(match: MatchResult, device: torch.device | str | None = N
             lives.
 
     Returns:
-        SimilarityResult at working resolution.
+        SimilarityResult at working resolution; for a :class:`SetMatchResult` a
+        :class:`SetSimilarityResult`: every reference's stage and their fusion.
 
     Raises:
-        TypeError: ``match`` is not a :class:`~deepexemplar_core.results.MatchResult`.
+        TypeError: ``match`` is not a :class:`~deepexemplar_core.results.MatchResult` or
+            :class:`~deepexemplar_core.results.SetMatchResult`.
     """
-    if not isinstance(match, MatchResult):
+    if not isinstance(match, (MatchResult, SetMatchResult)):
         raise TypeError(f"match: expected a MatchResult (from match_images), got "
                         f"{type(match).__name__}")
     if device is not None:
         match = move_to(match, device)
-    return _similarity(match)
+    return _stage(match)
+
+
+def _stage(match: MatchResult | SetMatchResult) -> SimilarityResult | SetSimilarityResult:
+    """:func:`compute_similarity` where ``match`` lives."""
+    return _fuse_set(match) if isinstance(match, SetMatchResult) else _similarity(match)
 
 
 def _similarity(match: MatchResult) -> SimilarityResult:
@@ -507,7 +572,7 @@ def _colorize_chunk(models: Models, indices: list[int], match: MatchResult,
                     fusion: Fusion | None = None) -> Intermediates:
     """Run the colorizer on one chunk; the chunk's intermediates with the ``colorize`` timing.
 
-    With several references (``references`` and ``fusion`` from :func:`_match_several`) the
+    With several references (``references`` and ``fusion`` from :func:`_fuse_set`) the
     colorizer gets every reference's colours and the fusion weights (each pixel's prior comes
     from the references that colour it), and all references' pixels pooled as
     ``reference_lab``.
@@ -523,6 +588,17 @@ def _colorize_chunk(models: Models, indices: list[int], match: MatchResult,
     ab_work = models.colorizer(inputs).float()
     _tick(timings, "colorize", start, models.device)
     return Intermediates(tuple(indices), match, similarity, ab_work, timings, references, fusion)
+
+
+def _colorize_stages(models: Models, indices: list[int], match: MatchResult | SetMatchResult,
+                     similarity: SimilarityResult | SetSimilarityResult) -> Intermediates:
+    """:func:`_colorize_chunk` on one reference's stages or a set's (then the colorizer gets
+    the fused stage, and the intermediates every reference's and the fusion)."""
+    if isinstance(match, SetMatchResult):
+        stages = tuple(zip(match.matches, similarity.stages, strict=True))
+        return _colorize_chunk(models, indices, match.matches[0], similarity.fused, stages,
+                               similarity.fusion)
+    return _colorize_chunk(models, indices, match, similarity)
 
 
 def _finish(image: torch.Tensor, ab_work: torch.Tensor,
@@ -641,12 +717,12 @@ def _stream(models: Models, config: ColorizeConfig, prepared: PreparedReference 
         count = len(group)
         relay = _chunk_progress(progress, total, done, count, 0.0, 0.6)
         if isinstance(prepared, ReferenceSet):
-            m, s, *several = _match_several(models, group, prepared, config, relay, motion)
+            m = _match_set(models, group, prepared, config, relay, motion)
         else:
             m = _match(models, group, prepared, config, relay, motion)
-            s, several = _similarity(m), ()
+        s = _stage(m)
         _report(progress, total, done, count, 0.8)
-        inter = _colorize_chunk(models, indices, m, s, *several)
+        inter = _colorize_stages(models, indices, m, s)
         yield from _finish_chunk(inter, group, config, output_device, keep_intermediates)
         done += count
         _report(progress, total, done, 0, 0.0)
@@ -695,8 +771,8 @@ def colorize(
     models: Models | None = None,
     config: ColorizeConfig | None = None,
     *,
-    match: MatchResult | None = None,
-    similarity: SimilarityResult | None = None,
+    match: MatchResult | SetMatchResult | None = None,
+    similarity: SimilarityResult | SetSimilarityResult | None = None,
     chunk_size: int | None = None,
     progress: Progress | None = None,
 ) -> ColorizeResult:
@@ -713,7 +789,8 @@ def colorize(
         models: from :func:`load_models`; ``None`` loads the ``auto`` family on the CPU.
         config: working size, upsampling, gamut handling, strength, matching schedule.
         match: a precomputed :func:`match_images` result for these targets (one size), at this
-            config's working size.
+            config's working size; a :class:`SetMatchResult` colours as its references would
+            (the same pixels as passing them as ``reference``).
         similarity: a precomputed :func:`compute_similarity` result for ``match``.
         chunk_size: targets matched together; ``None`` matches each run of same-sized targets
             at once. With ``match``, the targets colorized together (as :func:`colorize_iter`
@@ -767,7 +844,8 @@ def colorize(
 
 
 def _colorize_precomputed(targets, reference, models: Models, config: ColorizeConfig,
-                          match: MatchResult | None, similarity: SimilarityResult | None,
+                          match: MatchResult | SetMatchResult | None,
+                          similarity: SimilarityResult | SetSimilarityResult | None,
                           chunk_size: int | None) -> list[ColorizedImage]:
     """Targets colorized from precomputed stage results (the nodes' staged graph), in the same
     chunks as :func:`colorize_iter` would use, so both give the same numbers."""
@@ -786,19 +864,18 @@ def _colorize_precomputed(targets, reference, models: Models, config: ColorizeCo
     for first in range(0, len(group), step):
         rows = slice(first, first + step)
         m = _rows(match, rows)
-        s = _similarity(m) if similarity is None else move_to(_rows(similarity, rows),
-                                                              models.device)
-        inter = _colorize_chunk(models, list(range(len(group)))[rows], m, s)
+        s = _stage(m) if similarity is None else move_to(_rows(similarity, rows), models.device)
+        inter = _colorize_stages(models, list(range(len(group)))[rows], m, s)
         results.extend(_finish_chunk(inter, group[rows], config, None, True))
     return results
 
 
 def _rows(value: Any, rows: slice) -> Any:
     """The targets ``rows`` of a stage result: every tensor (in dataclasses, tuples, lists) cut
-    along its batch axis. The prepared reference (batch 1, shared) is kept whole."""
+    along its batch axis. The prepared reference(s) (batch 1, shared) are kept whole."""
     if isinstance(value, torch.Tensor):
         return value[rows]
-    if isinstance(value, PreparedReference):
+    if isinstance(value, (PreparedReference, ReferenceSet)):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.replace(value, **{f.name: _rows(getattr(value, f.name), rows)
@@ -895,7 +972,8 @@ def prepare_references(
         if mask is not None:
             resize_region(f"masks[{k}]", mask, tuple(mask.shape[-2:]))
             if float(mask.max()) <= 0.0:
-                raise ValueError(f"masks[{k}]: is empty (all 0), so references[{k}] would colour "
+                raise ImageError(f"masks[{k}]", "empty_region",
+                                 f"masks[{k}]: is empty (all 0), so references[{k}] would colour "
                                  "nothing; draw its region or give no mask for it")
     kept, skipped = [], []
     for k, item in enumerate(items):
@@ -919,18 +997,13 @@ def prepare_references(
                         fusion or FusionConfig(), tuple(k for k, _ in kept), tuple(skipped))
 
 
-def _match_several(models: Models, images: list[torch.Tensor], references: ReferenceSet,
-                   config: ColorizeConfig, progress: Progress | None, motion: MotionPrior | None
-                   ) -> tuple[MatchResult, SimilarityResult,
-                              tuple[tuple[MatchResult, SimilarityResult], ...], Fusion]:
-    """Match same-sized targets against every reference of a set and fuse the results.
+def _match_set(models: Models, images: list[torch.Tensor], references: ReferenceSet,
+               config: ColorizeConfig, progress: Progress | None, motion: MotionPrior | None
+               ) -> SetMatchResult:
+    """Match same-sized targets against every reference of a set.
 
-    The targets' features are computed once; each reference is matched (and its similarity,
-    warp and confidence computed) in turn, then
-    :func:`~deepexemplar_core.fusion.fuse_references` fuses them. With ``motion`` each frame
-    runs alone and every reference's field is carried to the next frame. Returns the first
-    reference's match, the fused similarity stage, every reference's ``(match, similarity)``
-    and the fusion.
+    The targets' features are computed once; each reference is matched in turn. With ``motion``
+    each frame runs alone and every reference's field is carried to the next frame.
     """
     device, count = models.device, len(references)
     timings: list[dict[str, float]] = [{} for _ in range(count)]
@@ -956,18 +1029,24 @@ def _match_several(models: Models, images: list[torch.Tensor], references: Refer
             motion.remember(l, torch.cat([field[-1].nnf_tr for field in fields]))
         pyramids.append(pyramid)
     pyramid = _joined(pyramids)
-    stages = []
-    for k, reference in enumerate(references.references):
-        m = MatchResult(target_l, reference, pyramid, _joined(fields[k]),
-                        (int(height), int(width)), timings[k])
-        stages.append((m, _similarity(m)))
+    return SetMatchResult(tuple(
+        MatchResult(target_l, reference, pyramid, _joined(fields[k]), (int(height), int(width)),
+                    timings[k]) for k, reference in enumerate(references.references)),
+        references)
+
+
+def _fuse_set(match: SetMatchResult) -> SetSimilarityResult:
+    """Every reference's similarity stage (maps, warp, confidence), fused by
+    :func:`~deepexemplar_core.fusion.fuse_references` with the set's regions and settings."""
+    stages = tuple(_similarity(m) for m in match.matches)
     start, fusion_timings = time.perf_counter(), {}
-    fused = fuse_references([s for _, s in stages], [m.correspondence for m, _ in stages],
+    references = match.references
+    fused = fuse_references(stages, [m.correspondence for m in match.matches],
                             references.masks, references.fusion)
-    _tick(fusion_timings, "fusion", start, device)
+    _tick(fusion_timings, "fusion", start, match.matches[0].target_l_work.device)
     similarity = SimilarityResult(fused.similarity, fused.warped_rgb8, fused.warped_ab,
                                   fused.confidence, fusion_timings)
-    return stages[0][0], similarity, tuple(stages), fused
+    return SetSimilarityResult(similarity, stages, fused)
 
 
 def move_to(value: Any, device: torch.device | str) -> Any:

@@ -1,8 +1,10 @@
 """What the pipeline's stages return: frozen dataclasses, documented field by field.
 
 :func:`~deepexemplar_core.pipeline.prepare_reference` gives a :class:`PreparedReference`,
-:func:`~deepexemplar_core.pipeline.match_images` a :class:`MatchResult`,
-:func:`~deepexemplar_core.pipeline.compute_similarity` a :class:`SimilarityResult`,
+:func:`~deepexemplar_core.pipeline.match_images` a :class:`MatchResult` (a
+:class:`SetMatchResult` for several references),
+:func:`~deepexemplar_core.pipeline.compute_similarity` a :class:`SimilarityResult` (a
+:class:`SetSimilarityResult`),
 :func:`~deepexemplar_core.pipeline.colorize_iter` a :class:`ColorizedImage` per target (with its
 chunk's :class:`Intermediates` on request) and :func:`~deepexemplar_core.pipeline.colorize` a
 :class:`ColorizeResult`. The ComfyUI nodes and notebooks hand them from stage to stage.
@@ -24,6 +26,8 @@ __all__ = [
     "MatchResult",
     "PreparedReference",
     "ReferenceSet",
+    "SetMatchResult",
+    "SetSimilarityResult",
     "SimilarityResult",
 ]
 
@@ -135,6 +139,50 @@ class SimilarityResult:
     warped_ab: torch.Tensor
     confidence: torch.Tensor
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetMatchResult:
+    """Output of :func:`match_images` for several references: every reference's match of the
+    same targets, and the set (its regions and fusion settings) they are fused by.
+
+    Attributes:
+        matches: per reference of ``references``, in its order, the :class:`MatchResult` (the
+            targets' luminance and features are shared).
+        references: the :class:`ReferenceSet` the targets were matched against.
+    """
+
+    matches: tuple[MatchResult, ...]
+    references: ReferenceSet
+
+    def __len__(self) -> int:
+        return len(self.matches)
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the targets."""
+        return self.matches[0].original_size
+
+    @property
+    def work_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the working resolution."""
+        return self.matches[0].work_size
+
+
+@dataclass(frozen=True)
+class SetSimilarityResult:
+    """Output of :func:`compute_similarity` for a :class:`SetMatchResult`.
+
+    Attributes:
+        fused: the fused stage, of the same shapes as one reference's (what the colorizer and
+            the previews read).
+        stages: per reference, its own :class:`SimilarityResult`.
+        fusion: the weights and the choice map (:class:`~deepexemplar_core.fusion.Fusion`).
+    """
+
+    fused: SimilarityResult
+    stages: tuple[SimilarityResult, ...]
+    fusion: Fusion
 
 
 @dataclass(frozen=True, eq=False)

@@ -30,7 +30,11 @@ from deepexemplar_core.models import Models, check_compatible
 from deepexemplar_core.pipeline import (
     ColorizeConfig,
     MatchResult,
+    ReferenceSet,
+    SetMatchResult,
+    SetSimilarityResult,
     SimilarityResult,
+    check_match_references,
     colorize,
     colorize_iter,
     compute_similarity,
@@ -97,11 +101,13 @@ class MatchHandle:
 
     Attributes:
         match: the core result (fields, pyramids, working-resolution images, and the prepared
-            reference with the working size it was computed at).
+            reference with the working size it was computed at); for several references a
+            :class:`~deepexemplar_core.results.SetMatchResult` (every reference's match, the
+            regions and the fusion settings).
         backbone: the backbone that computed it (needed to rerun later stages on its device).
     """
 
-    match: MatchResult
+    match: MatchResult | SetMatchResult
     backbone: Any
 
 
@@ -110,11 +116,13 @@ class SimilarityHandle:
     """What ``SimilarityMaps`` outputs (custom type ``DEEPEXEMPLAR_SIMILARITY``).
 
     Attributes:
-        result: the ten maps, the warped reference colours and the confidence.
+        result: the ten maps, the warped reference colours and the confidence; for several
+            references a :class:`~deepexemplar_core.results.SetSimilarityResult` (every
+            reference's, and the fused ones the previews show).
         source: the correspondence they were computed from.
     """
 
-    result: SimilarityResult
+    result: SimilarityResult | SetSimilarityResult
     source: MatchHandle = field(repr=False)
 
 
@@ -161,8 +169,8 @@ def reference_to_core(image: object, node: str) -> torch.Tensor:
     """ComfyUI ``IMAGE`` holding colour references -> ``(K, C, H, W)`` float32.
 
     Raises:
-        NodeInputError: as :func:`image_to_core`; where a node takes one reference, the core
-            refuses a batch of several, and a gray one (phrased by :func:`core_errors`).
+        NodeInputError: as :func:`image_to_core`; the core refuses a gray reference (among
+            several: leaves it out), phrased by :func:`core_errors`.
 
     Example:
         >>> reference_to_core(torch.rand(1, 40, 48, 3), "DenseMatch").shape
@@ -208,19 +216,24 @@ def images_to_comfy(images: Sequence[torch.Tensor], device: torch.device | str) 
     return torch.stack(list(images)).movedim(1, -1).contiguous().to(device)
 
 
-def similarity_grid(result: SimilarityResult) -> torch.Tensor:
+def fused_stage(result: SimilarityResult | SetSimilarityResult) -> SimilarityResult:
+    """What the previews show: one reference's stage, or several references' fused stage."""
+    return result.fused if isinstance(result, SetSimilarityResult) else result
+
+
+def similarity_grid(result: SimilarityResult | SetSimilarityResult) -> torch.Tensor:
     """The ten similarity maps as one gray preview per target.
 
     Row 0 holds sim_T->R, row 1 sim_R->T, columns the levels coarse to fine (the order the
     colour network consumes), each map clamped to [0, 1].
 
     Args:
-        result: from the core's ``compute_similarity``.
+        result: from the core's ``compute_similarity`` (several references: the fused maps).
 
     Returns:
         ``(B, 2 h, L w, 3)`` float32 in [0, 1] (ComfyUI IMAGE layout).
     """
-    rows = []
+    rows, result = [], fused_stage(result)
     for maps in (result.similarity.sim_tr, result.similarity.sim_rt):
         batch, levels, height, width = maps.shape
         row = maps.permute(0, 2, 1, 3).reshape(batch, height, levels * width)
@@ -229,22 +242,43 @@ def similarity_grid(result: SimilarityResult) -> torch.Tensor:
     return grid.unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()
 
 
-def warped_preview(result: SimilarityResult) -> torch.Tensor:
-    """Warped reference colours ``(B, 3, h, w) uint8`` -> IMAGE ``(B, h, w, 3)`` in [0, 1]."""
-    return (result.warped_rgb8.float() / 255.0).movedim(1, -1).contiguous()
+def warped_preview(result: SimilarityResult | SetSimilarityResult) -> torch.Tensor:
+    """Warped reference colours ``(B, 3, h, w) uint8`` (several references: fused) -> IMAGE
+    ``(B, h, w, 3)`` in [0, 1]."""
+    return (fused_stage(result).warped_rgb8.float() / 255.0).movedim(1, -1).contiguous()
 
 
-def confidence_mask(result: SimilarityResult, size: tuple[int, int]) -> torch.Tensor:
-    """Confidence ``(B, 1, h, w)`` resized (bilinear) to the targets' ``size``: MASK ``(B, H, W)``.
+def confidence_mask(result: SimilarityResult | SetSimilarityResult,
+                    size: tuple[int, int]) -> torch.Tensor:
+    """Confidence ``(B, 1, h, w)`` (several references: fused) resized (bilinear) to the
+    targets' ``size``: MASK ``(B, H, W)``.
 
     >>> from types import SimpleNamespace
     >>> confidence_mask(SimpleNamespace(confidence=torch.rand(2, 1, 8, 8)), (16, 12)).shape
     torch.Size([2, 16, 12])
     """
-    conf = result.confidence.float()
+    conf = fused_stage(result).confidence.float()
     if tuple(conf.shape[-2:]) != tuple(size):
         conf = F.interpolate(conf, size=size, mode="bilinear", align_corners=False)
     return conf[:, 0].clamp(0.0, 1.0).contiguous()
+
+
+def similarity_report(result: SimilarityResult | SetSimilarityResult) -> str:
+    """One line about a similarity stage: how many references, each one's share of the pixels
+    (the choice map) and the mean confidence.
+
+    >>> from types import SimpleNamespace
+    >>> similarity_report(SimpleNamespace(confidence=torch.full((1, 1, 4, 4), 0.5)))
+    '1 reference; mean confidence 0.50'
+    """
+    confidence = float(fused_stage(result).confidence.float().mean())
+    if not isinstance(result, SetSimilarityResult):
+        return f"1 reference; mean confidence {confidence:.2f}"
+    choice, count = result.fusion.choice, len(result.stages)
+    shares = ", ".join(f"{k + 1}: {100 * float((choice == k).float().mean()):.0f} %"
+                       for k in range(count))
+    return (f"{count} references (fused maps shown); share of the pixels per reference "
+            f"{shares}; mean confidence {confidence:.2f}")
 
 
 # ----------------------------------------------------------------------------- weights
@@ -469,24 +503,40 @@ def make_config(node: str, size: int, strength: float = 1.0, upsample: str = "gu
 
 
 def run_match(models: Models, target: torch.Tensor, reference: torch.Tensor,
-              config: ColorizeConfig, node: str, report: Report | None = None) -> MatchResult:
+              config: ColorizeConfig, node: str, report: Report | None = None,
+              regions: list[torch.Tensor] | None = None) -> MatchResult | SetMatchResult:
     """The core's ``match_images`` with errors phrased for the node.
 
     Args:
         models: from :func:`assemble_models`.
         target: ``(B, C, H, W)`` from :func:`image_to_core`.
-        reference: ``(1, 3, Hr, Wr)`` from :func:`reference_to_core`.
+        reference: ``(K, 3, Hr, Wr)`` from :func:`reference_to_core`: one reference, or several
+            (each matched; the result holds every match, fused later as Colorize fuses them).
         config: from :func:`make_config`.
         node: name used in messages.
         report: ``(done, total)`` callback after every pyramid level (may raise to interrupt).
+        regions: from :func:`regions_to_core`, kept with the matches for the fusion.
     """
     with core_errors(node):
-        return match_images(models, target.to(models.device), reference.to(models.device),
-                            config, progress=report)
+        return match_images(models, target.to(models.device),
+                            _references(models, reference, config, regions), config,
+                            progress=report)
 
 
-def run_similarity(models: Models, match: MatchResult, node: str) -> SimilarityResult:
-    """The core's ``compute_similarity`` on the models' device, errors phrased for the node."""
+def _references(models: Models, reference: torch.Tensor, config: ColorizeConfig,
+                regions: list[torch.Tensor] | None) -> torch.Tensor | ReferenceSet:
+    """One reference as it is (today's path), several (or one with a region) prepared as a set
+    by the core's ``prepare_references``, on the models' device."""
+    refs = reference.to(models.device)
+    if regions is not None or reference.shape[0] > 1:
+        refs = prepare_references(models, refs, config, masks=regions)
+    return refs
+
+
+def run_similarity(models: Models, match: MatchResult | SetMatchResult,
+                   node: str) -> SimilarityResult | SetSimilarityResult:
+    """The core's ``compute_similarity`` on the models' device, errors phrased for the node
+    (several references: every reference's stage and their fusion)."""
     with core_errors(node):
         return compute_similarity(match, models.device)
 
@@ -510,7 +560,7 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
             (per pixel the best-matching one colours the target).
         config: from :func:`make_config`.
         node: name used in messages.
-        match: a ``DenseMatch`` output for these targets.
+        match: a ``DenseMatch`` output for these targets (of these references and regions).
         similarity: a ``SimilarityMaps`` output; its correspondence is used when ``match`` is
             ``None``.
         report: ``(done, total)`` progress callback; it may raise to interrupt the run.
@@ -523,8 +573,8 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
         One ``(3, H, W)`` float32 image in [0, 1] per target, at the input resolution.
 
     Raises:
-        NodeInputError: precomputed stages from other targets, another size or another
-            correspondence; any input the core refuses.
+        NodeInputError: precomputed stages from other targets, another size, another
+            correspondence, other references or regions; any input the core refuses.
     """
     if similarity is not None:
         if match is not None and similarity.source is not match:
@@ -532,24 +582,19 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                                  "than the one connected to 'correspondence'.",
                                  _PHRASES["similarity"][1])
         match = similarity.source
-    if match is not None and reference.shape[0] > 1:
-        raise NodeInputError(node, f"'reference' holds {reference.shape[0]} images, but a "
-                             "precomputed correspondence matches one reference.",
-                             "disconnect 'correspondence'/'similarity' to colorize with "
-                             "several references.")
     with core_errors(node):
         if match is not None:
+            check_match_references(match.match, reference.shape[0], regions)
             stage = None if similarity is None else similarity.result
             result = colorize(target.to(models.device), None, models, config,
                               match=match.match, similarity=stage,
                               chunk_size=FRAMES_PER_CHUNK)
-            if choices is not None:  # one reference: every pixel is the first's
-                choices.extend(choice_image(torch.zeros(1, 1, *image.shape[-2:], dtype=torch.long)
-                                            )[0].to(output_device) for image in result.images)
+            if choices is not None:
+                choices.extend(_choice_map(inter, j, image, output_device)
+                               for inter in result.intermediates
+                               for j, image in enumerate(result.images[i] for i in inter.indices))
             return [image.to(output_device) for image in result.images]
-        refs = reference.to(models.device)
-        if regions is not None or reference.shape[0] > 1:
-            refs = prepare_references(models, refs, config, masks=regions)
+        refs = _references(models, reference, config, regions)
         results = colorize_iter(target, refs, models, config, chunk_size=FRAMES_PER_CHUNK,
                                 progress=report, output_device=output_device,
                                 keep_intermediates=choices is not None)
@@ -557,15 +602,17 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
         for done in results:
             images.append(done.image)
             if choices is not None:
-                choices.append(_choice_map(done, output_device))
+                group = done.intermediates
+                choices.append(_choice_map(group, group.indices.index(done.index), done.image,
+                                           output_device))
         return images
 
 
-def _choice_map(done, device: torch.device | str) -> torch.Tensor:
-    """``(3, H, W)`` choice map of one finished target at its size (nearest upsampling)."""
-    group = done.intermediates
-    choice = group.choice[group.indices.index(done.index)][None]
-    full = F.interpolate(choice.float(), size=tuple(done.image.shape[-2:]), mode="nearest")
+def _choice_map(group, row: int, image: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """``(3, H, W)`` choice map of the target in ``row`` of a chunk's intermediates ``group``,
+    at the size of its finished ``image`` (nearest upsampling)."""
+    choice = group.choice[row][None]
+    full = F.interpolate(choice.float(), size=tuple(image.shape[-2:]), mode="nearest")
     return choice_image(full.long())[0].to(device)
 
 
@@ -585,18 +632,28 @@ _PHRASES = {
     "size": (None, "set the same 'size' on Dense Match and on this node."),
     "similarity": (None, "connect the same Dense Match output to Similarity Maps and to this "
                          "node, or disconnect one of them."),
+    "references": (None, "connect the same reference image(s) to Dense Match and to this node."),
+    "empty_region": ("{name} is empty (all 0), so its reference would colour nothing (Load "
+                     "Image gives an empty mask for an image without a painted region).",
+                     "paint the region in the mask editor (right-click the Load Image, Open in "
+                     "MaskEditor), or disconnect 'regions'."),
+    "regions": (None, ("connect 'regions' to Dense Match (the correspondence keeps them) and "
+                       "leave it unconnected here, or connect the same masks to both.")),
 }
 
 
 def _input_name(name: str) -> str:
     """The core's argument name as the node's input: ``targets[2]`` -> ``'target' (image 2 of
-    the batch)``, ``reference`` -> ``'reference'``.
+    the batch)``, ``masks[1]`` -> ``'regions' (mask 1 of the batch)``, ``reference`` ->
+    ``'reference'``.
 
-    >>> _input_name("targets[2]"), _input_name("reference")
-    ("'target' (image 2 of the batch)", "'reference'")
+    >>> _input_name("targets[2]"), _input_name("masks[1]"), _input_name("reference")
+    ("'target' (image 2 of the batch)", "'regions' (mask 1 of the batch)", "'reference'")
     """
     if name.startswith("targets["):
         return f"'target' (image {name[len('targets['):-1]} of the batch)"
+    if name.startswith("masks["):
+        return f"'regions' (mask {name[len('masks['):-1]} of the batch)"
     return f"'{name}'"
 
 

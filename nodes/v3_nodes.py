@@ -175,9 +175,8 @@ def _image_inputs() -> list[io.Input]:
         io.Image.Input("target", tooltip="Gray photo(s) or video frames to colorize (an IMAGE "
                                          "batch; colour inputs are reduced to their luminance)."),
         io.Image.Input("reference", tooltip="The colour photo whose colours are transferred "
-                                            "(any size). Colorize also takes a batch of "
-                                            "several: each pixel takes the one that matches "
-                                            "it best."),
+                                            "(any size), or a batch of several: each pixel "
+                                            "takes the one that matches it best."),
         Backbone.Input("backbone", tooltip="From Load Backbone."),
     ]
 
@@ -194,11 +193,17 @@ class DenseMatch(io.ComfyNode):
             category=CATEGORY,
             description="Deep exemplar-based colorization: finds, for every pixel of the gray "
                         "target, the matching pixel of the colour reference photo (and back) "
-                        "with deep features, coarse to fine. Optional: Colorize computes it "
-                        "itself; connect it to look at it or to reuse it.",
+                        "with deep features, coarse to fine; with a batch of references, each "
+                        "one's match. Optional: Colorize computes it itself; connect it to look "
+                        "at it or to reuse it.",
             inputs=_image_inputs() + [
                 io.Int.Input("size", default=256, min=logic.MIN_SIDE, max=logic.MAX_SIZE, step=8,
-                             tooltip=SIZE_TOOLTIP)],
+                             tooltip=SIZE_TOOLTIP),
+                io.Mask.Input("regions", optional=True,
+                              tooltip="Optional: one mask per reference, in the batch's order, "
+                                      "drawn on the target (white = colour here with that "
+                                      "reference). The correspondence keeps them: Colorize "
+                                      "fuses its references with them.")],
             outputs=[Correspondence.Output(
                 display_name="correspondence",
                 tooltip="Fields for SimilarityMaps / ExemplarColorize.")],
@@ -206,14 +211,15 @@ class DenseMatch(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, target, reference, backbone, size) -> io.NodeOutput:
+    def execute(cls, target, reference, backbone, size, regions=None) -> io.NodeOutput:
         node = "DenseMatch"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
+        masks = logic.regions_to_core(regions, reference_t.shape[0], node)
         config = logic.make_config(node, size, frames=target_t.shape[0])
         models = _models(backbone, None, node)
         match = logic.run_match(models, target_t, reference_t, config, node,
-                                progress_relay(cls.hidden.unique_id))
+                                progress_relay(cls.hidden.unique_id), regions=masks)
         match = logic.move_to(match, mm.intermediate_device())
         return io.NodeOutput(logic.MatchHandle(match, backbone))
 
@@ -230,7 +236,8 @@ class SimilarityMaps(io.ComfyNode):
             category=CATEGORY,
             description="Deep exemplar-based colorization: shows how well each target pixel "
                         "matches the reference photo (5 levels x 2 directions), the reference "
-                        "colours warped onto the target, and their confidence.",
+                        "colours warped onto the target, and their confidence; with several "
+                        "references, the fused maps.",
             inputs=[Correspondence.Input("correspondence", tooltip="From Dense Match.")],
             outputs=[
                 SimilarityType.Output(display_name="similarity",
@@ -244,6 +251,9 @@ class SimilarityMaps(io.ComfyNode):
                 io.Mask.Output(display_name="confidence",
                                tooltip="How much the warped colour can be trusted, 0..1, at the "
                                        "target's size."),
+                io.String.Output(display_name="report",
+                                 tooltip="How many references, each one's share of the pixels "
+                                         "and the mean confidence."),
             ],
         )
 
@@ -260,6 +270,7 @@ class SimilarityMaps(io.ComfyNode):
             logic.similarity_grid(result).to(out),
             logic.warped_preview(result).to(out),
             logic.confidence_mask(result, correspondence.match.original_size).to(out),
+            logic.similarity_report(result),
         )
 
 
@@ -343,10 +354,11 @@ class DeepExemplarExtension(ComfyExtension):
 def provide_example_images() -> None:
     """Put the workflows' example images into ComfyUI's input folder when they are missing.
 
-    The bundled workflows load ``deepexemplar_*.jpg`` with core ``LoadImage``, which reads from
-    ``ComfyUI/input``; copying the four small files (about 100 KB, never overwriting a file of
-    the same name) lets every workflow run on a fresh install. A read-only input folder only
-    logs a warning: the user can still copy or upload the files.
+    The bundled workflows load ``deepexemplar_*.jpg`` (and one ``.png`` whose alpha holds a
+    drawn region) with core ``LoadImage``, which reads from ``ComfyUI/input``; copying the eight
+    small files (about 170 KB, never overwriting a file of the same name) lets every workflow
+    run on a fresh install. A read-only input folder only logs a warning: the user can still
+    copy or upload the files.
     """
     source = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "workflows", "images")
@@ -354,7 +366,7 @@ def provide_example_images() -> None:
         return
     target = folder_paths.get_input_directory()
     for name in sorted(os.listdir(source)):
-        if not (name.startswith("deepexemplar_") and name.endswith(".jpg")):
+        if not (name.startswith("deepexemplar_") and name.endswith((".jpg", ".png"))):
             continue
         destination = os.path.join(target, name)
         if os.path.exists(destination):

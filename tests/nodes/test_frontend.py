@@ -266,7 +266,8 @@ def _saved(server: str, entry: dict) -> list[bytes]:
         {k: item[k] for k in ("filename", "subfolder", "type")})) for item in items]
 
 
-@pytest.mark.parametrize("name", ["1_colorize_a_photo", "3_pick_the_reference_automatically"])
+@pytest.mark.parametrize("name", ["1_colorize_a_photo", "3_pick_the_reference_automatically",
+                                  "7_colorize_with_several_references"])
 def test_photo_workflow_runs_from_the_page(page, server, name):
     from PIL import Image
 

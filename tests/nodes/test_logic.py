@@ -69,15 +69,14 @@ def test_the_core_channel_policy_is_phrased_for_the_node(logic, lite, cat_pair, 
                            logic.make_config("ExemplarColorize", SIZE), "ExemplarColorize")
 
 
-def test_reference_must_be_one_colour_image(logic, lite, cat_pair):
+def test_reference_must_be_a_colour_image(logic, lite, cat_pair):
     target, reference = cat_pair
     assert logic.reference_to_core(reference, "DenseMatch").shape[0] == 1
     core_t = logic.image_to_core(target, "target", "DenseMatch")
     config = logic.make_config("DenseMatch", SIZE)
-    # the core owns the one-reference policy; the node phrases its refusal
-    several = logic.reference_to_core(reference.expand(2, -1, -1, -1), "DenseMatch")
-    with pytest.raises(logic.NodeInputError, match=r"batch of 2.*ImageFromBatch"):
-        logic.run_match(lite[2], core_t, several, config, "DenseMatch")
+    # one reference: today's core result; a batch of several is matched reference by reference
+    assert type(logic.run_match(lite[2], core_t, logic.reference_to_core(reference, "n"), config,
+                                "DenseMatch")).__name__ == "MatchResult"
     # the core owns the policy: a gray reference (even with JPEG noise) is refused, phrased here
     noisy = (core_t + torch.rand_like(core_t) * 0.5 / 255).clamp(0, 1)
     with pytest.raises(logic.NodeInputError,

@@ -96,7 +96,7 @@ def test_object_info_lists_every_node_without_import_failure(server):
     assert pack_lines and not any("IMPORT FAILED" in line or "Cannot import" in line
                                   for line in pack_lines), pack_lines
     images = info["LoadImage"]["input"]["required"]["image"][0]
-    shipped = sorted(p.name for p in (REPO / "workflows" / "images").glob("deepexemplar_*.jpg"))
+    shipped = sorted(p.name for p in (REPO / "workflows" / "images").glob("deepexemplar_*.*g"))
     assert set(shipped) <= set(images), "the pack must provide its example images in input/"
     snapshot = json.loads((Path(__file__).parent / "data" / "object_info.json").read_text())
     live = normalise_object_info(info)
@@ -131,16 +131,21 @@ def test_templates_are_served(server):
     assert any(n["type"] == "DeepExemplar_ExemplarColorize" for n in ui["nodes"])
 
 
+SEVERAL = "7_colorize_with_several_references"
+
+
 @pytest.mark.parametrize(("name", "count"), [("1_colorize_a_photo", 1),
                                              ("4_inspect_the_matching", 1),
-                                             ("2_colorize_several_photos", 3)])
+                                             ("2_colorize_several_photos", 3),
+                                             (SEVERAL, 1)])
 def test_api_workflow_runs(client, server, name, count):
-    entry = _run(client, _workflow(name))
+    workflow = _workflow(name)
+    entry = _run(client, workflow)
     saved = _saved_images(client, entry)
     assert len(saved) == count
     from PIL import Image
 
-    target = Image.open(REPO / "workflows" / "images" / "deepexemplar_target_cat.jpg")
+    target = Image.open(REPO / "workflows" / "images" / workflow["1"]["inputs"]["image"])
     for image in saved:
         assert image.size == target.size
         assert _chroma(image) > 0.02, "the result should be in colour"
@@ -155,11 +160,29 @@ def test_api_workflow_runs(client, server, name, count):
         assert previews["7"].size == (5 * width, 2 * height)  # 2 directions x 5 levels of maps
         assert previews["8"].size == (width, height) and _chroma(previews["8"]) > 0.02  # warped
         assert previews["10"].size == target.size  # the confidence mask, at the target's size
+    if name == SEVERAL:
+        _check_choice(client, entry, target)
+
+
+def _check_choice(client, entry: dict, target) -> None:
+    """The choice preview of the several-references workflow: reference 1 (red) inside the
+    region drawn in the target's alpha channel, reference 2 (green) on most of the rest."""
+    import numpy as np
+
+    choice = _saved_images(client, {"outputs": {"9": entry["outputs"]["9"]}}, "temp")[0]
+    assert choice.size == target.size
+    rgb = np.asarray(choice, dtype=np.int16)
+    red = np.abs(rgb - (230, 25, 75)).sum(-1) < 12
+    green = np.abs(rgb - (60, 180, 75)).sum(-1) < 12
+    region = np.asarray(target.getchannel("A")) == 0
+    assert red[region].mean() > 0.99 and green[~region].mean() > 0.9, (
+        red[region].mean(), green[~region].mean())
 
 
 @pytest.mark.parametrize(("name", "count"), [("1_colorize_a_photo", 1),
                                              ("4_inspect_the_matching", 1),
-                                             ("2_colorize_several_photos", 3)])
+                                             ("2_colorize_several_photos", 3),
+                                             (SEVERAL, 1)])
 def test_ui_workflow_runs_as_served(client, server, name, count):
     """The UI file, as the template browser serves it, converted with the live schemas, runs."""
     workflow_mod = import_pack_module("comfy_client.workflow")

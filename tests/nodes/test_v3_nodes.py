@@ -148,7 +148,8 @@ def test_lite_chain_all_nodes(v3, mm, lite_models, cat_pair):
     target, reference = cat_pair
     frames = torch.cat([target, target.flip(2)])
     corr = _run(v3.DenseMatch, frames, reference, backbone, SIZE)[0]
-    sim, maps, warped, conf = _run(v3.SimilarityMaps, corr)
+    sim, maps, warped, conf, report = _run(v3.SimilarityMaps, corr)
+    assert report.startswith("1 reference; mean confidence")
     h, w = corr.match.work_size
     assert maps.shape == (2, 2 * h, 5 * w, 3) and warped.shape == (2, h, w, 3)
     assert conf.shape == frames.shape[:3] and 0 <= float(conf.min()) <= float(conf.max()) <= 1
@@ -159,6 +160,32 @@ def test_lite_chain_all_nodes(v3, mm, lite_models, cat_pair):
     assert direct.shape == frames.shape and direct.device == mm.intermediate_device()
     torch.testing.assert_close(reused, direct)
     assert _chroma(direct) > 0.02
+
+
+def test_dense_match_takes_a_reference_batch_and_regions(v3, lite_models, cat_pair):
+    """The nodes pass a reference batch and its regions through Dense Match: Colorize fed its
+    correspondence gives Colorize's own pixels and choice map."""
+    backbone, colornet = lite_models
+    target, reference = cat_pair
+    references = torch.cat([reference, reference.flip(2).roll(1, -1)])  # a colour-swapped twin
+    regions = torch.zeros(1, *target.shape[1:3])
+    regions[:, :, : target.shape[2] // 2] = 1.0  # the first reference on the left half only
+    corr = _run(v3.DenseMatch, target, references, backbone, SIZE, regions)[0]
+    assert len(corr.match) == 2
+    report = _run(v3.SimilarityMaps, corr)[4]
+    assert report.startswith("2 references (fused maps shown)"), report
+    args = (target, references, backbone, colornet, 1.0, SIZE, "guided")
+    image, choice = _run(v3.ExemplarColorize, *args, None, None, regions)
+    staged = _run(v3.ExemplarColorize, *args, corr)
+    assert torch.equal(staged[0], image) and torch.equal(staged[1], choice)
+    red = torch.tensor([0.90, 0.10, 0.29])
+    first = (choice[0] - red.to(choice)).abs().sum(-1) < 1e-3
+    assert bool(first[:, : target.shape[2] // 2 - 4].all()) and not bool(
+        first[:, target.shape[2] // 2 + 4:].any())
+    with pytest.raises(ValueError, match=r"Colorize: reference: 1 image\(s\), but the match "
+                                         r"was computed with 2"):
+        _run(v3.ExemplarColorize, target, reference, backbone, colornet, 1.0, SIZE, "guided",
+             corr)
 
 
 def test_paper_chain_on_generated_weights(v3, weights_folder, cat_pair):

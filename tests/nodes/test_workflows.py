@@ -118,7 +118,7 @@ IMAGES = WORKFLOWS / "images"
 def test_example_images_are_small_and_licensed():
     """Every shipped example image is under 200 KB and named, with its licence, in LICENSE."""
     licence = (IMAGES / "LICENSE").read_text(encoding="utf-8")
-    images = sorted(IMAGES.glob("*.jpg"))
+    images = sorted([*IMAGES.glob("*.jpg"), *IMAGES.glob("*.png")])
     assert len(images) >= 7
     for path in images:
         assert path.stat().st_size < 200_000, path.name
