@@ -11,6 +11,7 @@ from PIL import Image
 from video_clips import audio_seconds, chelsea_frames, make_clip
 
 import deepexemplar_core
+import deepexemplar_core.schedule
 from deepexemplar_core import rgb_to_lab
 from deepexemplar_core.cli import (
     EXIT_INPUT,
@@ -160,7 +161,7 @@ def test_folder_of_frames_with_a_differing_size(tmp_path, capsys, clips):
 
 
 def test_interrupted_run_leaves_nothing(clips, tmp_path, capsys, monkeypatch):
-    real = deepexemplar_core.colorize_iter
+    real = deepexemplar_core.schedule.colorize_iter
 
     def colorize_then_interrupt(*args, **kwargs):
         for number, done in enumerate(real(*args, **kwargs)):
@@ -168,7 +169,7 @@ def test_interrupted_run_leaves_nothing(clips, tmp_path, capsys, monkeypatch):
                 raise KeyboardInterrupt
             yield done
 
-    monkeypatch.setattr(deepexemplar_core, "colorize_iter", colorize_then_interrupt)
+    monkeypatch.setattr(deepexemplar_core.schedule, "colorize_iter", colorize_then_interrupt)
     out = tmp_path / "out.mp4"
     code, _, err = _run(capsys, clips["colour"], "--keyframe", "0", "-o", out, "--temporal",
                         "off", *FAST)
