@@ -38,7 +38,8 @@ class ScheduleError(ValueError):
     without a reference); the message names the option and the fix."""
 
 
-def parse_keyframes(text: str, frame_count: int, *, name: str = "keyframes"
+def parse_keyframes(text: str, frame_count: int, *, name: str = "keyframes",
+                    example: str = '"0=a.png,1200=b.png"'
                     ) -> tuple[list[tuple[int, list[str]]], list[str]]:
     """``"0=a,1200=b"`` -> ``[(0, ["a"]), (1200, ["b"])]``; entries of the same frame form a set.
 
@@ -47,6 +48,7 @@ def parse_keyframes(text: str, frame_count: int, *, name: str = "keyframes"
             reference is, a file or a position in a batch, is the caller's).
         frame_count: frames in the clip; entries at or past it are dropped.
         name: the option as the user wrote it (``"--keyframes"``, ``"'keyframes'"``), for messages.
+        example: a well-formed schedule, for the message about a malformed one.
 
     Returns:
         ``(schedule, warnings)``: the entries within the clip, and one sentence per dropped entry
@@ -61,8 +63,8 @@ def parse_keyframes(text: str, frame_count: int, *, name: str = "keyframes"
     for entry in filter(None, (e.strip() for e in text.split(","))):
         frame, sep, ref = (part.strip() for part in entry.partition("="))
         if not sep or not frame.isdigit() or not ref:
-            raise ScheduleError(f"{name}: expected FRAME=REFERENCE entries such as "
-                                f'"0=a.png,1200=b.png", got {entry!r}')
+            raise ScheduleError(f"{name}: expected FRAME=REFERENCE entries such as {example}, "
+                                f"got {entry!r}")
         number = int(frame)
         if number < last:
             raise ScheduleError(f"{name}: frame {number} comes after frame {last}; list the "
