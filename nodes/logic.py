@@ -36,9 +36,9 @@ from deepexemplar_core.pipeline import (
     colorize_iter,
     compute_similarity,
     match_images,
-    prepare_references,
     move_to,  # noqa: F401 - the node classes move stage results to ComfyUI's devices
     prepare_reference,
+    prepare_references,
 )
 from deepexemplar_core.schedule import (
     ReferencePlan,

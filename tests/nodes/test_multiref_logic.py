@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -124,7 +126,7 @@ def test_a_keyframe_schedule_colours_each_segment_with_its_references(logic, lit
     scheduled = _run(logic, lite, clip, references, "0=1, 4=2", choices,
                      report=lambda done, total: reports.append((done, total)))
     assert _share(choices, RED)[:4] == [1.0] * 4 and _share(choices, GREEN)[4:] == [1.0] * 4
-    assert reports[-1] == (800, 800) and all(a[0] <= b[0] for a, b in zip(reports, reports[1:]))
+    assert reports[-1] == (800, 800) and all(a[0] <= b[0] for a, b in itertools.pairwise(reports))
     # each segment is exactly that reference alone on those frames (matching restarts at 4)
     alone = [_run(logic, lite, clip[:4], references[:1]), _run(logic, lite, clip[4:],
                                                                 references[1:])]
