@@ -317,7 +317,11 @@ def _colorized_frames(reader, plan, keyed: _Reference | None, models, config, te
         """``(index, result, refs, l, ab)`` per frame, segment after segment; ``l`` is None when
         the result's image can be kept."""
         segments = []
-        tick, read_before = time.perf_counter(), 0.0
+
+        def elsewhere() -> float:  # decoding and preparing references, timed on their own
+            return stats.seconds.get("read", 0.0) + stats.seconds.get("reference", 0.0)
+
+        tick, before = time.perf_counter(), 0.0
         for segment, done in colorize_segments(
                 read(), plan, models, config, prepare, chunk_size=args.chunk,
                 keep_intermediates=lambda seg: len(seg.references) > 1):
@@ -329,8 +333,7 @@ def _colorized_frames(reader, plan, keyed: _Reference | None, models, config, te
                 stats.shots.append({"first_frame": index, "references": [str(r) for r in refs],
                                     "choice": [0.0] * len(refs), "frames": 0})
             frame = pending.pop(index)
-            reading = stats.seconds.get("read", 0.0) - read_before  # decoding in this wait
-            stats.add("colorize", time.perf_counter() - tick - reading)
+            stats.add("colorize", time.perf_counter() - tick - (elsewhere() - before))
             for key, value in done.timings.items():
                 stats.colorize_stages[key] = stats.colorize_stages.get(key, 0.0) + value
             start = time.perf_counter()
@@ -340,7 +343,7 @@ def _colorized_frames(reader, plan, keyed: _Reference | None, models, config, te
             l = rgb_to_l(frame.to(ab.device)) if keyed_frame or temporal is not None else None
             stats.add("convert", time.perf_counter() - start)
             yield index, done, refs, l, ab
-            tick, read_before = time.perf_counter(), stats.seconds.get("read", 0.0)
+            tick, before = time.perf_counter(), elsewhere()
         stats.matching_restarts = sum(s.motion.cuts for s in segments if s.motion is not None)
 
     def image(index: int, done, refs, l, ab, cut: bool) -> torch.Tensor:
