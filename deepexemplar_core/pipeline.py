@@ -457,18 +457,11 @@ def _match(models: Models, images: list[torch.Tensor], prepared: PreparedReferen
     With ``motion`` every frame runs alone (features, then matching from the carried field), so
     that a frame gets the same numbers whether it is matched in a chunk of 8 or a batch of 100.
     """
-    device, timings = models.device, {}
+    timings: dict[str, float] = {}
     height, width = images[0].shape[-2:]
-    target_l, start = _target_luminance(models, images, config, timings)
-    if motion is None:
-        target_pyr = models.backbone.pyramid(target_l)
-        start = _tick(timings, "features", start, device)
-        corr = dense_match(target_pyr, prepared.pyramid, _match_config(config, target_pyr),
-                           progress=progress)
-        _tick(timings, "matching", start, device)
-    else:
-        target_pyr, corr = _match_frames(models, target_l, prepared, config, progress, motion,
-                                         timings)
+    target_l, _ = _target_luminance(models, images, config, timings)
+    target_pyr, (corr,) = _match_each(models, target_l, [prepared], config, progress, motion,
+                                      [timings])
     return MatchResult(target_l, prepared, target_pyr, corr, (int(height), int(width)), timings)
 
 
@@ -486,29 +479,46 @@ def _match_config(config: ColorizeConfig, pyramid: FeaturePyramid) -> MatchConfi
     return config.match or MatchConfig.default_for(pyramid)
 
 
-def _match_frames(models: Models, target_l: torch.Tensor, prepared: PreparedReference,
-                  config: ColorizeConfig, progress: Progress | None, motion: MotionPrior,
-                  timings: dict[str, float]) -> tuple[FeaturePyramid, Correspondence]:
-    """Video frames ``(B, 1, h, w)`` one at a time, each from the previous frame's field."""
-    device, count = models.device, target_l.shape[0]
-    pyramids, fields = [], []
-    for index in range(count):
-        l = target_l[index:index + 1]
+def _match_each(models: Models, target_l: torch.Tensor,
+                references: Sequence[PreparedReference], config: ColorizeConfig,
+                progress: Progress | None, motion: MotionPrior | None,
+                timings: list[dict[str, float]]) -> tuple[FeaturePyramid, list[Correspondence]]:
+    """Targets ``(B, 1, h, w)`` matched against each reference; the targets' features once.
+
+    With ``motion`` every frame runs alone (features, then each reference's matching from its
+    field carried from the previous frame), so that a frame gets the same numbers whether it is
+    matched in a chunk of 8 or a batch of 100; the frame's fields are remembered for the next.
+    ``timings``: one dict per reference (the features and the motion go to the first).
+
+    Returns:
+        The targets' pyramid and one correspondence per reference.
+    """
+    device, count = models.device, len(references)
+    frames = [target_l] if motion is None else list(target_l.split(1))
+    pyramids, fields = [], [[] for _ in range(count)]
+    for f, l in enumerate(frames):
         start = time.perf_counter()
         pyramid = models.backbone.pyramid(l)
-        start = _tick(timings, "features", start, device)
-        prior = motion.prior_for(l)
-        start = _tick(timings, "motion", start, device)
-        relay = None if progress is None else _relay(progress, index, count)
-        corr = dense_match(pyramid, prepared.pyramid, _match_config(config, pyramid),
-                           progress=relay, prior=prior)
-        motion.remember(l, corr.nnf_tr)
-        _tick(timings, "matching", start, device)
+        start = _tick(timings[0], "features", start, device)
+        priors = None
+        if motion is not None:
+            priors = motion.prior_for(l)
+            start = _tick(timings[0], "motion", start, device)
+            if priors is not None and priors.shape[0] != count:
+                priors = None  # the previous frame had another set of references
+        for k, reference in enumerate(references):
+            relay = None if progress is None else _relay(progress, f * count + k,
+                                                         len(frames) * count)
+            fields[k].append(dense_match(pyramid, reference.pyramid, _match_config(config, pyramid),
+                                         progress=relay,
+                                         prior=None if priors is None else priors[k:k + 1]))
+            start = _tick(timings[k], "matching", start, device)
+        if motion is not None:
+            motion.remember(l, torch.cat([field[-1].nnf_tr for field in fields]))
         pyramids.append(pyramid)
-        fields.append(corr)
-    if count == 1:
-        return pyramids[0], fields[0]
-    return _joined(pyramids), _joined(fields)
+    if len(frames) == 1:
+        return pyramids[0], [field[0] for field in fields]
+    return _joined(pyramids), [_joined(field) for field in fields]
 
 
 def _relay(progress: Progress, index: int, count: int) -> Progress:
@@ -1005,32 +1015,14 @@ def _match_set(models: Models, images: list[torch.Tensor], references: Reference
     The targets' features are computed once; each reference is matched in turn. With ``motion``
     each frame runs alone and every reference's field is carried to the next frame.
     """
-    device, count = models.device, len(references)
+    count = len(references)
     timings: list[dict[str, float]] = [{} for _ in range(count)]
     height, width = images[0].shape[-2:]
-    target_l, start = _target_luminance(models, images, config, timings[0])
-    frames = [target_l] if motion is None else list(target_l.split(1))
-    pyramids, fields = [], [[] for _ in range(count)]
-    for f, l in enumerate(frames):
-        start = time.perf_counter()
-        pyramid = models.backbone.pyramid(l)
-        start = _tick(timings[0], "features", start, device)
-        priors = motion.prior_for(l) if motion is not None else None
-        if priors is not None and priors.shape[0] != count:
-            priors = None  # the previous frame had another set of references
-        for k, reference in enumerate(references.references):
-            relay = None if progress is None else _relay(progress, f * count + k,
-                                                         len(frames) * count)
-            fields[k].append(dense_match(pyramid, reference.pyramid, _match_config(config, pyramid),
-                                         progress=relay,
-                                         prior=None if priors is None else priors[k : k + 1]))
-            start = _tick(timings[k], "matching", start, device)
-        if motion is not None:
-            motion.remember(l, torch.cat([field[-1].nnf_tr for field in fields]))
-        pyramids.append(pyramid)
-    pyramid = _joined(pyramids)
+    target_l, _ = _target_luminance(models, images, config, timings[0])
+    pyramid, fields = _match_each(models, target_l, references.references, config, progress,
+                                  motion, timings)
     return SetMatchResult(tuple(
-        MatchResult(target_l, reference, pyramid, _joined(fields[k]), (int(height), int(width)),
+        MatchResult(target_l, reference, pyramid, fields[k], (int(height), int(width)),
                     timings[k]) for k, reference in enumerate(references.references)),
         references)
 

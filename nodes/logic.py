@@ -9,6 +9,7 @@ Layouts: ComfyUI ``IMAGE`` is ``(B, H, W, C)`` float32 in [0, 1] channels-last, 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,8 +40,15 @@ from deepexemplar_core.pipeline import (
     colorize_iter,
     compute_similarity,
     match_images,
-    prepare_references,
     move_to,  # noqa: F401 - the node classes move stage results to ComfyUI's devices
+    prepare_reference,
+    prepare_references,
+)
+from deepexemplar_core.schedule import (
+    ReferencePlan,
+    ScheduleError,
+    colorize_segments,
+    parse_keyframes,
 )
 from deepexemplar_core.weights import (
     WeightsNotFoundError,
@@ -66,6 +74,8 @@ PAPER_COLORNET_AUTO = "paper: ExampleColorNet (find or download)"
 FRAMES_PER_CHUNK = 8
 
 Report = Callable[[int, int], None]
+
+logger = logging.getLogger(__name__)
 
 
 #: The node titles users see (display names without "Exemplar Colorization: "), by class name.
@@ -205,6 +215,62 @@ def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tens
                              "reference(s).", "give one mask per reference image, in the "
                              "reference batch's order (batch the masks as the references).")
     return masks
+
+
+#: What fixes a keyframe schedule, for the node's messages.
+KEYFRAMES_FIX = ('write FRAME=REFERENCE entries in frame order, frames 0-based, references '
+                 'numbered 1.. in the reference batch\'s order, e.g. "0=1,120=2,120=3" (from '
+                 'frame 120 on, references 2 and 3 together)')
+
+
+def keyframe_plan(text: str | None, frames: int, references: int,
+                  node: str) -> ReferencePlan | None:
+    """``keyframes`` (``"0=1,120=2,120=3"``) -> the core's plan over positions in the reference
+    batch, with the command line's meaning (``deepexemplar video --keyframes``): from that frame
+    on, that reference; the same frame twice gives a set.
+
+    Args:
+        text: the node's input; empty or ``None``: no schedule.
+        frames: frames in the target batch (entries at or past it are dropped with a warning in
+            ComfyUI's console, the rest is used).
+        references: images in the reference batch (references are numbered 1..references).
+        node: name used in messages.
+
+    Returns:
+        The plan (references as 0-based batch positions), or ``None`` without a schedule.
+
+    Raises:
+        NodeInputError: a malformed entry, frames out of order, a schedule that does not start
+            at frame 0, no entry within the batch, or a reference beyond the batch.
+
+    Example:
+        >>> plan = keyframe_plan("0=1, 2=2, 2=1", 4, 2, "ExemplarColorize")
+        >>> plan.schedule
+        {0: [0], 2: [1, 0]}
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        entries, dropped = parse_keyframes(text, frames, name="'keyframes'",
+                                           example='"0=1,120=2"')
+        for sentence in dropped:
+            logger.warning("DeepExemplar %s: %s", NODE_TITLES.get(node, node), sentence)
+        schedule = []
+        for frame, refs in entries:
+            positions = []
+            for ref in refs:
+                if not ref.isdigit() or not 1 <= int(ref) <= references:
+                    raise NodeInputError(
+                        node, f"'keyframes': frame {frame} names reference {ref!r}, but the "
+                              f"reference batch holds {references} image(s), numbered "
+                              f"1..{references}.",
+                        "batch more references (e.g. with the core node 'Batch Images') or "
+                        "name one of those.")
+                positions.append(int(ref) - 1)
+            schedule.append((frame, positions))
+        return ReferencePlan(schedule=schedule, name="'keyframes'")
+    except ScheduleError as err:
+        raise NodeInputError(node, str(err), KEYFRAMES_FIX) from err
 
 
 def images_to_comfy(images: Sequence[torch.Tensor], device: torch.device | str) -> torch.Tensor:
@@ -546,12 +612,16 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                  similarity: SimilarityHandle | None = None, report: Report | None = None,
                  output_device: torch.device | str = "cpu",
                  regions: list[torch.Tensor] | None = None,
-                 choices: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+                 choices: list[torch.Tensor] | None = None,
+                 plan: ReferencePlan | None = None) -> list[torch.Tensor]:
     """Colorize a batch of targets: one streaming core call, or one call on precomputed stages.
 
     The reference's features are computed once; the frames go through the core in one
     streaming call and each result leaves the device as it finishes. Progress comes after
     every matching level, so an interruption raised by ``report`` stops within one level.
+    With a keyframe ``plan`` the frames stream through one core call per segment of the
+    schedule (:func:`~deepexemplar_core.schedule.colorize_segments`): each segment's references
+    are prepared once and matching restarts where they change; memory stays one chunk.
 
     Args:
         models: from :func:`assemble_models`.
@@ -567,7 +637,9 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
         output_device: where the results go (ComfyUI's intermediate device).
         regions: from :func:`regions_to_core`: a masked reference colours only inside its mask.
         choices: if given, receives per target its choice map, ``(3, H, W)`` at the target's
-            size (:func:`~deepexemplar_core.fusion.choice_image`: red = the first reference).
+            size (:func:`~deepexemplar_core.fusion.choice_image`: red = the first reference of
+            the batch).
+        plan: from :func:`keyframe_plan`: which references of the batch colour which frames.
 
     Returns:
         One ``(3, H, W)`` float32 image in [0, 1] per target, at the input resolution.
@@ -582,6 +654,10 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                                  "than the one connected to 'correspondence'.",
                                  _PHRASES["similarity"][1])
         match = similarity.source
+    if match is not None and plan is not None:
+        raise NodeInputError(node, "'keyframes' changes the references over the frames, but a "
+                             "precomputed correspondence matches its references for all frames.",
+                             "disconnect 'correspondence'/'similarity' to use a schedule.")
     with core_errors(node):
         if match is not None:
             check_match_references(match.match, reference.shape[0], regions)
@@ -594,6 +670,9 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                                for inter in result.intermediates
                                for j, image in enumerate(result.images[i] for i in inter.indices))
             return [image.to(output_device) for image in result.images]
+        if plan is not None:
+            return _colorize_scheduled(models, target, reference, config, plan, report,
+                                       output_device, regions, choices)
         refs = _references(models, reference, config, regions)
         results = colorize_iter(target, refs, models, config, chunk_size=FRAMES_PER_CHUNK,
                                 progress=report, output_device=output_device,
@@ -608,10 +687,47 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
         return images
 
 
-def _choice_map(group, row: int, image: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+def _colorize_scheduled(models: Models, target: torch.Tensor, reference: torch.Tensor,
+                        config: ColorizeConfig, plan: ReferencePlan, report: Report | None,
+                        output_device: torch.device | str,
+                        regions: list[torch.Tensor] | None,
+                        choices: list[torch.Tensor] | None) -> list[torch.Tensor]:
+    """:func:`run_colorize` with a keyframe schedule (inside :func:`core_errors`)."""
+    refs = reference.to(models.device)
+    masks = list(regions or [])
+
+    def prepare(positions: list[int]) -> tuple[object, list[int]]:
+        own = [masks[p] if p < len(masks) else None for p in positions]
+        if len(positions) == 1 and own[0] is None:  # the one-reference path
+            return prepare_reference(models, refs[positions[0]], config), positions
+        prepared = prepare_references(models, refs[positions], config, masks=own)
+        return prepared, [positions[k] for k in prepared.positions]
+
+    images = []
+    for segment, done in colorize_segments(target.unbind(0), plan, models, config, prepare,
+                                           chunk_size=FRAMES_PER_CHUNK, progress=report,
+                                           total=target.shape[0],
+                                           keep_intermediates=choices is not None,
+                                           output_device=output_device):
+        images.append(done.image)
+        if choices is not None:
+            group = done.intermediates
+            choices.append(_choice_map(group, group.indices.index(done.index), done.image,
+                                       output_device, segment.references))
+    return images
+
+
+def _choice_map(group, row: int, image: torch.Tensor, device: torch.device | str,
+                positions: list[int] | None = None) -> torch.Tensor:
     """``(3, H, W)`` choice map of the target in ``row`` of a chunk's intermediates ``group``,
-    at the size of its finished ``image`` (nearest upsampling)."""
+    at the size of its finished ``image`` (nearest upsampling).
+
+    ``positions``: the batch position of each reference of the target's set (a schedule's
+    segment), so that the colours name references of the whole batch.
+    """
     choice = group.choice[row][None]
+    if positions is not None:
+        choice = torch.tensor(positions, device=choice.device)[choice]
     full = F.interpolate(choice.float(), size=tuple(image.shape[-2:]), mode="nearest")
     return choice_image(full.long())[0].to(device)
 

@@ -310,6 +310,14 @@ class ExemplarColorize(io.ComfyNode):
                                       "drawn on the target (white = colour here with that "
                                       "reference; it colours nothing outside). References "
                                       "without a mask choose automatically."),
+                io.String.Input("keyframes", optional=True, force_input=True,
+                                tooltip="Optional, for a video's frames: which references of "
+                                        "the batch colour which frames, as FRAME=REFERENCE "
+                                        "entries (frames counted from 0, references numbered "
+                                        "from 1 in the batch's order), e.g. '0=1,120=2,120=3': "
+                                        "from frame 120 on, references 2 and 3 together. "
+                                        "Connect a String node. Unset: every frame chooses per "
+                                        "pixel among all references."),
             ],
             outputs=[io.Image.Output(display_name="image",
                                      tooltip="Colorized images, same size and count as 'target'."),
@@ -322,18 +330,21 @@ class ExemplarColorize(io.ComfyNode):
 
     @classmethod
     def execute(cls, target, reference, backbone, colornet, strength, size, upsample,
-                correspondence=None, similarity=None, regions=None) -> io.NodeOutput:
+                correspondence=None, similarity=None, regions=None,
+                keyframes=None) -> io.NodeOutput:
         node = "ExemplarColorize"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
         masks = logic.regions_to_core(regions, reference_t.shape[0], node)
+        plan = logic.keyframe_plan(keyframes, target_t.shape[0], reference_t.shape[0], node)
         config = logic.make_config(node, size, strength, upsample, frames=target_t.shape[0])
         models = _models(backbone, colornet, node)
         out, choices = mm.intermediate_device(), []
         images = logic.run_colorize(models, target_t, reference_t, config, node,
                                     match=correspondence, similarity=similarity,
                                     report=progress_relay(cls.hidden.unique_id),
-                                    output_device=out, regions=masks, choices=choices)
+                                    output_device=out, regions=masks, choices=choices,
+                                    plan=plan)
         mm.soft_empty_cache()
         return io.NodeOutput(logic.images_to_comfy(images, out),
                              logic.images_to_comfy(choices, out))

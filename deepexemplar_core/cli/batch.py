@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "folder every node mounts")
     refs = parser.add_mutually_exclusive_group(required=True)
     refs.add_argument("--reference", "-r", type=Path, action="append",
-                      help="colour reference image (every worker must be able to read it)")
+                      help="colour reference image (every worker must be able to read it); "
+                           "repeat for several (each pixel takes the reference that matches it "
+                           "best)")
     refs.add_argument("--reference-index", type=Path, default=None,
                       help="index folder (`deepexemplar index`): each image gets its top "
                            "recommendation (recorded in the output's metadata)")
@@ -69,15 +71,12 @@ def _config(args: argparse.Namespace):
     """The job of the command line; options that cannot work raise :class:`UsageError`."""
     from ..distributed.job import JobConfig
 
-    if args.reference is not None and len(args.reference) > 1:
-        raise UsageError(f"-r: {len(args.reference)} references given; batch takes one (or "
-                         "--reference-index)")
     if args.k != 1:
         raise UsageError(f"-k {args.k}: only the top recommendation (-k 1) is available for now")
     if args.reference_index is not None and not args.reference_index.is_dir():
         raise UsageError(f"--reference-index {args.reference_index}: no such folder (build one "
                          "with `deepexemplar index`)")
-    reference = str(args.reference[0].resolve()) if args.reference else None
+    reference = tuple(str(r.resolve()) for r in args.reference) if args.reference else None
     index = str(args.reference_index.resolve()) if args.reference_index else None
     options = {name: getattr(args, name) for name in _MODEL_OPTIONS}
     try:
@@ -99,9 +98,10 @@ def run(args: argparse.Namespace) -> int:
     except (UsageError, RayMissingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    if config.reference is not None:
+    references = [config.reference] if isinstance(config.reference, str) else config.reference
+    for reference in references or ():
         try:
-            read_image(config.reference)  # a bad reference fails here, before Ray starts
+            read_image(reference)  # a bad reference fails here, before Ray starts
         except ImageReadError as err:
             print(f"error: reference: {err}", file=sys.stderr)
             return EXIT_INPUT

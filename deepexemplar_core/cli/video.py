@@ -27,6 +27,7 @@ for a gray clip ``--reference`` must be a colourized version of frame K (by hand
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
@@ -231,174 +232,119 @@ def _reference(args: argparse.Namespace, reader) -> _Reference:
     return _Reference(rgb, key, _chroma(resized), f"{path} (colourized frame {key})")
 
 
-def parse_keyframes(text: str, frame_count: int) -> list[tuple[int, list[Path]]]:
-    """``"0=a.png,1200=b.png"`` -> ``[(0, [a.png]), (1200, [b.png])]`` (same frame: a set).
+def _plan(args: argparse.Namespace, frame_count: int, keyed: _Reference | None):
+    """Which references colour which frames (:class:`~deepexemplar_core.schedule.ReferencePlan`):
+    the key frame's, ``-r``, a ``--keyframes`` schedule of files, or an index's picks per shot.
 
     Raises:
-        UsageError: a malformed entry or frames out of order.
-
-    Entries at or past ``frame_count`` are dropped with a warning (the rest is still used).
+        UsageError: a schedule the core refuses (malformed, out of order, frames without a
+            reference).
+        ValueError: a scheduled file that does not exist.
     """
-    schedule: list[tuple[int, list[Path]]] = []
-    for entry in filter(None, (e.strip() for e in text.split(","))):
-        frame, sep, path = entry.partition("=")
-        if not sep or not frame.strip().isdigit() or not path.strip():
-            raise UsageError(f"--keyframes: expected FRAME=IMAGE entries such as "
-                             f'"0=a.png,1200=b.png", got {entry!r}')
-        frame_no = int(frame)
-        if schedule and frame_no < schedule[-1][0]:
-            raise UsageError(f"--keyframes: frame {frame_no} comes after frame "
-                             f"{schedule[-1][0]}; list the entries in frame order")
-        if frame_no >= frame_count:
-            print(f"warning: --keyframes: frame {frame_no} is past the clip's end (it has "
-                  f"{frame_count} frames); {path.strip()} is not used", file=sys.stderr)
-            continue
-        if schedule and schedule[-1][0] == frame_no:
-            schedule[-1][1].append(Path(path.strip()))
-        else:
-            schedule.append((frame_no, [Path(path.strip())]))
-    if not schedule:
-        raise UsageError("--keyframes: no entry within the clip")
-    return schedule
+    from ..motion import ShotDetector
+    from ..schedule import ReferencePlan, ScheduleError, parse_keyframes
 
+    if keyed is not None:  # --keyframe K: one reference for the whole clip
+        return ReferencePlan([keyed.source])
+    if args.reference_index is not None:
+        from ..recommend import Index, pick_references
 
-class _Plan:
-    """Which references colour which frames: fixed, a keyframe schedule, or an index per shot.
+        index, k = Index.load(args.reference_index), args.k
 
-    :meth:`starts` says whether a frame begins a new segment (references change there);
-    :meth:`references` the paths for the segment a frame begins.
-    """
-
-    def __init__(self, args: argparse.Namespace, frame_count: int, keyed: _Reference | None) -> None:
-        from ..motion import ShotDetector
-
-        self.keyed = keyed
-        if keyed is not None:  # --keyframe K: one reference for the whole clip
-            self.schedule, self.fixed, self.index, self.shots = {}, [keyed.source], None, None
-            return
-        self.schedule = dict(parse_keyframes(args.keyframes, frame_count)) if args.keyframes else {}
-        fixed = [] if args.keyframe is not None else list(args.reference or [])
-        if self.schedule and 0 not in self.schedule:
-            if not fixed:
-                raise UsageError(f"--keyframes: frames 0..{min(self.schedule) - 1} have no "
-                                 "reference; start the schedule at frame 0 or also give -r")
-            self.schedule[0] = fixed
-        for paths in self.schedule.values():
-            for path in paths:
-                if not Path(path).is_file():
-                    raise ValueError(f"--keyframes: {path}: no such file")
-        self.fixed, self.k = fixed, args.k
-        self.index = None
-        self.shots = ShotDetector() if args.reference_index is not None else None
-        if args.reference_index is not None:
-            from ..recommend import Index
-
-            self.index = Index.load(args.reference_index)
-
-    def starts(self, number: int, frame) -> bool:
-        """Whether frame ``number`` (``(3, H, W)``) starts a segment (call on every frame)."""
-        if self.shots is not None:
-            from ..color import rgb_to_l
-
-            return self.shots(rgb_to_l(frame.unsqueeze(0)))
-        return number == 0 or number in self.schedule
-
-    def references(self, number: int, frame) -> list[Path]:
-        """The reference paths of the segment starting at frame ``number``."""
-        if self.index is not None:
-            from ..recommend import pick_references
-
-            found = pick_references(self.index, frame, self.k)
-            if len(found) < self.k:
-                print(f"warning: -k {self.k}, but the index has only {len(found)} eligible "
+        def pick(frame) -> list[Path]:
+            found = pick_references(index, frame, k)
+            if len(found) < k:
+                print(f"warning: -k {k}, but the index has only {len(found)} eligible "
                       "reference(s); using those", file=sys.stderr)
             return found
-        return self.schedule.get(number, self.fixed)
 
-    def images(self, paths: list) -> list:
-        """The ``(3, H, W)`` pixels of the references ``paths``."""
-        from .. import read_image
+        return ReferencePlan(shots=ShotDetector(), pick=pick)
+    schedule = []
+    try:
+        if args.keyframes:
+            entries, dropped = parse_keyframes(args.keyframes, frame_count, name="--keyframes")
+            for sentence in dropped:
+                print(f"warning: {sentence}", file=sys.stderr)
+            schedule = [(frame, [Path(ref) for ref in refs]) for frame, refs in entries]
+        for _, paths in schedule:
+            for path in paths:
+                if not path.is_file():
+                    raise ValueError(f"--keyframes: {path}: no such file")
+        return ReferencePlan(list(args.reference or []), schedule, name="--keyframes",
+                             hint=" or also give -r")
+    except ScheduleError as err:
+        raise UsageError(str(err)) from err
 
-        if self.keyed is not None:
-            return [self.keyed.rgb]
-        return [read_image(path).rgb() for path in paths]
 
-
-def _colorized_frames(reader, plan: _Plan, keyed: _Reference | None, models, config, temporal,
-                      args, stats: _Stats) -> Iterator:
+def _colorized_frames(reader, plan, keyed: _Reference | None, models, config, temporal, args,
+                      stats: _Stats) -> Iterator:
     """Yield the clip's frames colorized, smoothed and in RGB, one at a time, in order.
 
     One streaming core call per segment (a run of frames with the same references, see
-    :class:`_Plan`): its references are prepared once, frames are decoded as the core asks for
-    them (the decoded frames wait in ``pending`` only until their result comes back), and the
-    chroma of every segment goes through one :func:`~deepexemplar_core.temporal.smooth_iter`
-    (``temporal``: a ``TemporalConfig``, or None for ``--temporal off``).
+    :func:`~deepexemplar_core.schedule.colorize_segments`): its references are prepared once,
+    frames are decoded as the core asks for them (the decoded frames wait in ``pending`` only
+    until their result comes back), and the chroma of every segment goes through one
+    :func:`~deepexemplar_core.temporal.smooth_iter` (``temporal``: a ``TemporalConfig``, or None
+    for ``--temporal off``).
     """
     import torch
 
-    from .. import MotionPrior, colorize_iter
+    from .. import read_image
     from ..color import l_ab_to_rgb, rgb_to_l
+    from ..schedule import colorize_segments
 
     pending: dict[int, torch.Tensor] = {}
-    frames = iter(reader)
 
-    def read() -> torch.Tensor | None:
+    def read() -> Iterator[torch.Tensor]:
+        frames = iter(reader)
+        for number in itertools.count():
+            start = time.perf_counter()
+            frame = next(frames, None)
+            stats.add("read", time.perf_counter() - start)
+            if frame is None:
+                return
+            pending[number] = frame
+            yield frame
+
+    def prepare(wanted: list) -> tuple[object, list]:
         start = time.perf_counter()
-        frame = next(frames, None)
-        stats.add("read", time.perf_counter() - start)
-        return frame
+        images = [keyed.rgb] if keyed is not None else [read_image(p).rgb() for p in wanted]
+        prepared = prepare_one_or_set(models, images, wanted, config)
+        stats.add("reference", time.perf_counter() - start)
+        return prepared
 
     def colorized() -> Iterator[tuple]:
         """``(index, result, refs, l, ab)`` per frame, segment after segment; ``l`` is None when
         the result's image can be kept."""
-        head = read()
-        if head is not None:
-            plan.starts(0, head)
-        number, last, prepared = 0, None, None
-        while head is not None:
-            first, wanted = number, plan.references(number, head)
+        segments = []
+
+        def elsewhere() -> float:  # decoding and preparing references, timed on their own
+            return stats.seconds.get("read", 0.0) + stats.seconds.get("reference", 0.0)
+
+        tick, before = time.perf_counter(), 0.0
+        for segment, done in colorize_segments(
+                read(), plan, models, config, prepare, chunk_size=args.chunk,
+                keep_intermediates=lambda seg: len(seg.references) > 1):
+            index, refs = segment.first_frame + done.index, segment.references
+            if not segments or segments[-1] is not segment:
+                segments.append(segment)
+                stats.reference_features = ("computed once per segment" if len(segments) > 1
+                                            else "computed once")
+                stats.shots.append({"first_frame": index, "references": [str(r) for r in refs],
+                                    "choice": [0.0] * len(refs), "frames": 0})
+            frame = pending.pop(index)
+            stats.add("colorize", time.perf_counter() - tick - (elsewhere() - before))
+            for key, value in done.timings.items():
+                stats.colorize_stages[key] = stats.colorize_stages.get(key, 0.0) + value
             start = time.perf_counter()
-            if wanted != last:  # a shot that picks the same references keeps them prepared
-                prepared, last = None, wanted
-                prepared, refs = prepare_one_or_set(models, plan.images(wanted), wanted, config)
-            stats.reference_features = "computed once per segment" if first else "computed once"
-            stats.add("reference", time.perf_counter() - start)
-            stats.shots.append({"first_frame": first, "references": [str(r) for r in refs],
-                                "choice": [0.0] * len(refs), "frames": 0})
-
-            def segment(frame: torch.Tensor) -> Iterator[torch.Tensor]:
-                nonlocal head, number
-                head = None
-                while frame is not None:
-                    pending[number] = frame
-                    number += 1
-                    yield frame
-                    frame = read()
-                    if frame is not None and plan.starts(number, frame):
-                        head = frame
-                        return
-
-            motion = MotionPrior() if config.motion else None  # kept to report its restarts
-            tick, read_before = time.perf_counter(), stats.seconds.get("read", 0.0)
-            for done in colorize_iter(segment(head), prepared, models, config,
-                                      chunk_size=args.chunk, motion=motion,
-                                      keep_intermediates=len(refs) > 1):
-                index = first + done.index
-                frame = pending.pop(index)
-                reading = stats.seconds.get("read", 0.0) - read_before  # decoding in this wait
-                stats.add("colorize", time.perf_counter() - tick - reading)
-                for key, value in done.timings.items():
-                    stats.colorize_stages[key] = stats.colorize_stages.get(key, 0.0) + value
-                start = time.perf_counter()
-                ab, keyed_frame = done.ab, keyed is not None and index == keyed.keyframe
-                if keyed_frame:
-                    ab = keyed.key_ab.to(ab.device)
-                l = rgb_to_l(frame.to(ab.device)) if keyed_frame or temporal is not None else None
-                stats.add("convert", time.perf_counter() - start)
-                yield index, done, refs, l, ab
-                tick, read_before = time.perf_counter(), stats.seconds.get("read", 0.0)
-            if motion is not None:
-                stats.matching_restarts += motion.cuts
+            ab, keyed_frame = done.ab, keyed is not None and index == keyed.keyframe
+            if keyed_frame:
+                ab = keyed.key_ab.to(ab.device)
+            l = rgb_to_l(frame.to(ab.device)) if keyed_frame or temporal is not None else None
+            stats.add("convert", time.perf_counter() - start)
+            yield index, done, refs, l, ab
+            tick, before = time.perf_counter(), elsewhere()
+        stats.matching_restarts = sum(s.motion.cuts for s in segments if s.motion is not None)
 
     def image(index: int, done, refs, l, ab, cut: bool) -> torch.Tensor:
         start = time.perf_counter()
@@ -451,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
         kind, output = _check_args(args)
         reader = open_video(args.input, fps=args.fps, min_frames=2)
         keyed = _reference(args, reader) if args.keyframe is not None else None
-        plan = _Plan(args, reader.info.frame_count, keyed)
+        plan = _plan(args, reader.info.frame_count, keyed)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -2,7 +2,7 @@
 
 Ray is not imported here: these are plain classes that Ray instantiates once per actor
 (``fn_constructor_kwargs``) and calls once per batch. Each loads the models (on the actor's GPU
-share when it has one: ``device="auto"``) and prepares the reference once, then colorizes every
+share when it has one: ``device="auto"``) and prepares the reference(s) once, then colorizes every
 target of every batch through the core's streaming call
 (:func:`~deepexemplar_core.pipeline.colorize_iter`), exactly as ``deepexemplar colorize`` does,
 so the pixels are the same. A target that fails is recorded with its reason and never takes the
@@ -91,7 +91,7 @@ class _Session:
         self.models = load_models_from_args(self.args)
         self.config = config_from_args(self.args)
         self.reference, self.reference_index, self.index = reference, reference_index, None
-        self._prepared: OrderedDict[str, object] = OrderedDict()
+        self._prepared: OrderedDict[tuple[str, ...], tuple[object, list]] = OrderedDict()
         if reference_index is not None:
             from ..recommend import Index
 
@@ -100,40 +100,57 @@ class _Session:
         else:
             self.prepared(reference)  # a bad reference fails the actor's start, not each file
 
-    def prepared(self, reference: object):
-        """The prepared reference of a path (cached) or of an image (an array or a tensor)."""
-        from ..image_io import read_image
-        from ..pipeline import prepare_reference
+    def prepared(self, reference: object) -> tuple[object, list]:
+        """The prepared reference(s) (cached) and the references kept.
 
-        key = str(reference) if isinstance(reference, (str, Path)) else "image"
+        Args:
+            reference: a path, several paths (prepared together as a set: a gray one among
+                colour ones is left out with a warning), or an image (an array or a tensor).
+
+        Returns:
+            ``(prepared, kept)``: what the core's streaming call takes, and the paths kept (the
+            image itself for an image).
+        """
+        from ..cli.options import prepare_one_or_set
+        from ..image_io import read_image
+
+        paths = ([Path(reference)] if isinstance(reference, (str, Path)) else
+                 [Path(r) for r in reference] if isinstance(reference, (list, tuple)) else None)
+        key = tuple(map(str, paths)) if paths is not None else ("image",)
         if key not in self._prepared:
-            rgb = read_image(reference).rgb() if key != "image" else _to_tensor(reference)
-            self._prepared[key] = prepare_reference(self.models, rgb, self.config)
+            images = ([read_image(p).rgb() for p in paths] if paths is not None
+                      else [_to_tensor(reference)])
+            self._prepared[key] = prepare_one_or_set(self.models, images, paths or ["image"],
+                                                     self.config)
             while len(self._prepared) > PREPARED_CACHE:
                 self._prepared.popitem(last=False)
         self._prepared.move_to_end(key)
         return self._prepared[key]
 
-    def reference_for(self, target: Path) -> Path:
-        """The reference of a target file: the given one, or the index's top recommendation."""
+    def references_for(self, target: Path) -> list[Path]:
+        """The references of a target file: the given one(s), or the index's top recommendation."""
         if self.index is None:
-            return Path(self.reference)
+            refs = self.reference
+            return [Path(r) for r in ([refs] if isinstance(refs, (str, Path)) else refs)]
         from ..recommend import pick_reference
 
-        return pick_reference(self.reference_index, target, index=self.index)
+        return [pick_reference(self.reference_index, target, index=self.index)]
 
     def colorize(self, pixels: torch.Tensor, prepared):
-        """One target through the core's streaming call, as ``deepexemplar colorize`` makes it.
+        """One target through the core's streaming call, as ``deepexemplar colorize`` makes it
+        (with several references, its intermediates hold the choice map for the metadata).
 
         Raises:
             ValueError: the core refuses the target (named ``targets[0]``).
         """
         from ..pipeline import colorize_iter
+        from ..results import ReferenceSet
 
-        return next(colorize_iter([pixels], prepared, self.models, self.config, chunk_size=1))
+        return next(colorize_iter([pixels], prepared, self.models, self.config, chunk_size=1,
+                                  keep_intermediates=isinstance(prepared, ReferenceSet)))
 
 
-def check_setup(options: dict, reference: str | None = None,
+def check_setup(options: dict, reference: str | list[str] | None = None,
                 reference_index: str | None = None) -> None:
     """Load the models and prepare the reference as every :class:`FileColorizer` will (run once
     as a Ray task before the pool starts: a setup error then comes back as itself).
@@ -185,7 +202,7 @@ class DatasetColorizer:
         self.column = column
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, object]:
-        prepared = self.session.prepared(self.session.reference)
+        prepared, _ = self.session.prepared(self.session.reference)
         images, errors = [], []
         for image in batch[self.column]:
             try:
@@ -205,7 +222,8 @@ class FileColorizer:
 
     Args:
         options: model options (:func:`model_options`).
-        reference: one reference file for every target, or
+        reference: the reference file(s) of every target (several: each pixel takes the
+            reference that matches it best, as ``colorize -r a -r b``), or
         reference_index: an index folder (``deepexemplar index``): each target gets its top
             recommendation (recorded in the output's metadata).
         threads: CPU threads of this actor (``None``: torch's default).
@@ -217,7 +235,7 @@ class FileColorizer:
     metadata names this input (an earlier run wrote it), else ``failed``.
     """
 
-    def __init__(self, options: dict, reference: str | None = None,
+    def __init__(self, options: dict, reference: str | list[str] | None = None,
                  reference_index: str | None = None, threads: int | None = None) -> None:
         self.session = _Session(options, reference, reference_index, threads)
 
@@ -268,15 +286,15 @@ class FileColorizer:
 
         with local_copy(source) as path:
             image = read_image(path)
-            reference = self.session.reference_for(path)
+            references = self.session.references_for(path)
+        prepared, kept = self.session.prepared(references)
         try:
-            done = self.session.colorize(image.pixels, self.session.prepared(reference))
+            done = self.session.colorize(image.pixels, prepared)
         except ValueError as err:  # the core refused the target (too small ...)
             return "invalid", _phrase(err, source)
         job = _Job(source, output)  # the metadata names the input as the ledger does
-        meta = _metadata(self.session.models, [reference], job.source, self.session.config,
-                         done, [])
-        _write(job, image, done, meta, [reference], False)
+        meta = _metadata(self.session.models, kept, job.source, self.session.config, done, [])
+        _write(job, image, done, meta, kept, False)
         return job.status, job.error
 
     def _clip(self, source: str, output: Path) -> tuple[str, str]:
@@ -290,8 +308,8 @@ class FileColorizer:
         parser = argparse.ArgumentParser()
         video.register(parser.add_subparsers())
         with local_copy(source) as path:
-            args = parser.parse_args(["video", str(path), "-o", str(output), "--quiet",
-                                      "-r", str(self.session.reference)])
+            refs = [x for r in self.session.references_for(path) for x in ("-r", str(r))]
+            args = parser.parse_args(["video", str(path), "-o", str(output), "--quiet", *refs])
             args.__dict__.update(vars(self.session.args), preloaded_models=self.session.models)
             said = io.StringIO()
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(said):

@@ -66,7 +66,8 @@ class JobConfig:
     Attributes:
         input: a folder or a list of paths (local path or URI).
         output: the local output folder (on a cluster: a folder every node mounts).
-        reference: one colour reference for every file (a path every node can read), or
+        reference: the colour reference(s) of every file (paths every node can read): one
+            path, or several (each pixel takes the reference that matches it best), or
         reference_index: an index folder; each image gets its top recommendation.
         options: model options (:func:`~deepexemplar_core.distributed.colorizer.model_options`).
         address: ``None`` (Ray in-process on this machine), ``"auto"`` or ``"ray://host:port"``.
@@ -80,7 +81,7 @@ class JobConfig:
 
     input: str
     output: Path
-    reference: str | None = None
+    reference: str | tuple[str, ...] | None = None
     reference_index: str | None = None
     options: dict = field(default_factory=dict)
     address: str | None = None
@@ -91,8 +92,11 @@ class JobConfig:
     retry_failed: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.reference, (str, type(None))):  # several: a tuple (one: a str)
+            refs = tuple(str(r) for r in self.reference)
+            object.__setattr__(self, "reference", refs[0] if len(refs) == 1 else refs or None)
         if (self.reference is None) == (self.reference_index is None):
-            raise ValueError("give one reference (-r) or a reference index (--reference-index)")
+            raise ValueError("give a reference (-r) or a reference index (--reference-index)")
         for name, value, low in (("workers", self.workers, 1), ("batch_size", self.batch_size, 1),
                                  ("gpus_per_worker", self.gpus_per_worker, 0)):
             if value < low:
@@ -105,7 +109,8 @@ class JobConfig:
         from .colorizer import model_options
 
         options = model_options(**self.options)
-        return {"reference": self.reference, "reference_index": self.reference_index,
+        reference = list(self.reference) if isinstance(self.reference, tuple) else self.reference
+        return {"reference": reference, "reference_index": self.reference_index,
                 **{name: getattr(options, name) for name in _PIXEL_OPTIONS}}
 
 

@@ -219,9 +219,8 @@ def _open_stream(container, codec: str, array: np.ndarray, fps: Fraction, stamps
     if min(height, width) < 2:
         raise VideoWriteError(f"frames: {array.shape[1]}x{array.shape[0]} is too small to encode")
     if (height, width) != array.shape[:2]:
-        logger.warning("odd frame size %dx%d: cropped to %dx%d for 4:2:0 video (write a folder of "
-                       "PNG frames to keep every pixel)", array.shape[1], array.shape[0], width,
-                       height)
+        logger.info("odd frame size %dx%d: cropped to %dx%d for 4:2:0 video (write a folder of "
+                    "PNG frames to keep every pixel)", array.shape[1], array.shape[0], width, height)
     stream = container.add_stream(codec, rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
     stream.codec_context.time_base = stamps.time_base
@@ -251,7 +250,9 @@ def write_video(
     Args:
         path: output file; ``.mp4``, ``.m4v``, ``.mov`` or ``.mkv``. Its folder must exist.
         frames: ``(3, H, W)`` float RGB in [0, 1] (or uint8), all of one size; consumed lazily.
-            Odd sizes are cropped by one pixel (a warning is logged, ``cropped`` is set).
+            Odd sizes are cropped by one pixel (``cropped`` is set in the summary and noted in
+            the log at INFO level: the caller says it to its user, as ``deepexemplar video``
+            does before any work).
         fps: frame rate (used as is when ``timestamps`` is ``None``).
         timestamps: presentation times in ``time_base`` ticks, one per frame (a source's, to
             keep a variable frame rate); frames beyond them continue at ``fps``.

@@ -167,3 +167,24 @@ def test_a_keyframe_schedule_and_its_mistakes(files, tmp_path, capsys):
     code = main(["video", clip, "--keyframes", f"2={files / 'a.png'}", "-o",
                  str(tmp_path / "y"), *VIDEO])
     assert code == EXIT_USAGE and "frames 0..1 have no reference" in capsys.readouterr().err
+
+
+def test_each_shot_picks_its_own_reference_from_an_index(files, tmp_path, capsys):
+    """``video --reference-index``: the shot detector starts a segment at the cut, and each
+    shot's first frame picks its top recommendation (the photo the shot shows)."""
+    from deepexemplar_core.backbones import load_lite_backbone
+    from deepexemplar_core.recommend import LiteDescriber, build_index
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for name in ("a.png", "b.png"):
+        (pool / name).write_bytes((files / name).read_bytes())
+    build_index(pool, tmp_path / "pool.index", LiteDescriber(load_lite_backbone()))
+    code = main(["video", str(files / "two_shots"), "--reference-index",
+                 str(tmp_path / "pool.index"), "-o", str(tmp_path / "out"), "--json",
+                 "--temporal", "off", *VIDEO])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    shots = [(s["first_frame"], [Path(r).name for r in s["references"]])
+             for s in json.loads(out)["shots"]]
+    assert shots == [(0, ["a.png"]), (4, ["b.png"])]

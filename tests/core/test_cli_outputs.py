@@ -5,6 +5,7 @@ video says it will be cropped, a frames folder gets the usual permissions, and a
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_video_into_a_read_only_folder_exits_4_before_loading_models(tmp_path, c
     assert loaded == []
 
 
-def test_an_odd_video_size_is_announced_before_the_work(tmp_path, capsys):
+def test_an_odd_video_size_is_announced_before_the_work(tmp_path, capsys, caplog):
     frames = [torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in chelsea_frames(2, 95, 63)]
     write_frame_folder(tmp_path / "odd", iter(frames))
     code = main(["video", str(tmp_path / "odd"), "--keyframe", "0", "-o",
@@ -68,6 +69,9 @@ def test_an_odd_video_size_is_announced_before_the_work(tmp_path, capsys):
     assert code == EXIT_OK, err
     assert ("warning: the frames are 95x63; the video will be cropped to 94x62 (4:2:0 H.264 "
             "needs even sides); write a folder of PNG frames to keep every pixel") in err, err
+    assert err.count("94x62") == 1, err
+    # said once: the writer only notes it (a warning of its own printed it a second time)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 def test_a_frames_folder_gets_the_usual_permissions(tmp_path):

@@ -239,3 +239,30 @@ def test_workers_that_cannot_start_fail_the_job_with_the_fix(photo_tree, referen
     error = capsys.readouterr().err
     assert "deepexemplar convert" in error or "DEEPEXEMPLAR_WEIGHTS" in error, error[-2000:]
     assert ledger_rows(output) == [] and not list(output.rglob("*_colorized.png"))
+
+
+def test_several_references_colour_per_pixel_and_are_recorded(photo_tree, reference, ray_address,
+                                                             tmp_path, one_thread):
+    """``-r a -r b``: the set prepared once per worker; each output has the pixels and the
+    metadata of ``deepexemplar colorize -r a -r b``; the ledger records both references."""
+    from PIL import Image
+    from skimage import data
+
+    second = tmp_path / "astronaut.jpg"
+    Image.fromarray(data.astronaut()).save(second, quality=95)
+    refs = ["-r", str(reference), "-r", str(second)]
+    folder, output = photo_tree / "d", tmp_path / "out"
+    assert main(["batch", str(folder), "-o", str(output), *refs, "--address", ray_address,
+                 "--workers", "2", *MODEL]) == EXIT_OK  # 1 thread each, as one_thread
+    header = json.loads((output / "deepexemplar-ledger.jsonl").read_text().splitlines()[0])
+    assert header["settings"]["reference"] == [str(reference), str(second)]
+    assert main(["colorize", str(folder), *refs, "-o", str(tmp_path / "colorize"), *MODEL]) == EXIT_OK
+    made = sorted((tmp_path / "colorize").iterdir())
+    assert len(made) == len(list(folder.iterdir())) == len(ledger_rows(output))
+    for path in made:
+        got = output / path.name
+        assert torch.equal(read_image(got).pixels, read_image(path).pixels), path.name
+        meta = read_metadata(got)
+        assert json.loads(meta["deepexemplar:references"]) == [str(reference), str(second)]
+        assert sum(json.loads(meta["deepexemplar:choice"]).values()) == pytest.approx(1.0, abs=1e-3)
+        assert meta["deepexemplar:choice"] == read_metadata(path)["deepexemplar:choice"]

@@ -122,7 +122,6 @@ def test_without_ray_the_package_imports_and_batch_says_how_to_install(tmp_path)
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["-r", "b.jpg"], "2 references given; batch takes one"),
     (["-k", "2"], "only the top recommendation"),
     (["--workers", "0"], "workers: expected >= 1, got 0"),
 ])
@@ -133,3 +132,15 @@ def test_options_that_cannot_work_are_refused_before_any_work(tmp_path, capsys, 
     assert code == EXIT_USAGE
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_job_records_one_reference_as_before_and_several_as_a_list(tmp_path):
+    from deepexemplar_core.distributed.job import JobConfig
+
+    one = JobConfig("in", tmp_path, ("a.jpg",))
+    assert one.reference == "a.jpg" and one.settings()["reference"] == "a.jpg"
+    assert JobConfig("in", tmp_path, "a.jpg").settings() == one.settings()
+    two = JobConfig("in", tmp_path, ["a.jpg", "b.jpg"])
+    assert two.reference == ("a.jpg", "b.jpg") and two.settings()["reference"] == ["a.jpg", "b.jpg"]
+    with pytest.raises(ValueError, match="give a reference"):
+        JobConfig("in", tmp_path, ())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -183,3 +185,102 @@ def test_a_correspondence_of_other_references_or_regions_is_refused(logic, lite,
     with pytest.raises(logic.NodeInputError, match=r"similarity: computed for another"):
         logic.run_colorize(lite, core_t, refs, config, "ExemplarColorize", match=match,
                            similarity=logic.SimilarityHandle(other.result, match))
+
+
+# ----------------------------------------------------------------------------- a film
+
+
+@pytest.fixture(scope="module")
+def two_shots():
+    """A gray 8-frame clip (4 frames panning the astronaut, then 4 the coffee) in IMAGE layout,
+    and the two photos mirrored as the reference batch (1 = astronaut, 2 = coffee)."""
+    from skimage import data
+
+    frames = []
+    for name in ("astronaut", "coffee"):
+        rgb = torch.from_numpy(getattr(data, name)().copy()).float().movedim(-1, 0)[None] / 255
+        big = torch.nn.functional.interpolate(rgb, size=(88, 112), mode="area")[0]
+        for j in range(4):
+            frames.append(big[:, 2 * j:2 * j + 80, 3 * j:3 * j + 96].mean(0, keepdim=True))
+    clip = torch.stack(frames).expand(-1, 3, -1, -1).movedim(1, -1)
+    return clip, torch.stack([_photo("astronaut").flip(1), _photo("coffee").flip(1)])
+
+
+def _run(logic, lite, clip, references, keyframes=None, choices=None, report=None):
+    node = "ExemplarColorize"
+    target = logic.image_to_core(clip, "target", node)
+    reference = logic.reference_to_core(references, node)
+    plan = logic.keyframe_plan(keyframes, target.shape[0], reference.shape[0], node)
+    config = logic.make_config(node, SIZE, frames=target.shape[0])
+    return torch.stack(logic.run_colorize(lite, target, reference, config, node, plan=plan,
+                                          choices=choices, report=report))
+
+
+def _share(choices, colour) -> list[float]:
+    """Per frame, the share of the choice map's pixels of ``colour``."""
+    return [float(((c.movedim(0, -1) - colour).abs().sum(-1) < 1e-3).float().mean())
+            for c in choices]
+
+
+RED, GREEN = torch.tensor([0.90, 0.10, 0.29]), torch.tensor([0.24, 0.71, 0.29])
+
+
+def test_a_reference_batch_on_a_two_shot_clip_gives_each_shot_its_reference(logic, lite, two_shots):
+    """Several references with a frame batch (motion mode): per pixel the best match, so each
+    shot takes its own photo's reference."""
+    clip, references = two_shots
+    choices = []
+    _run(logic, lite, clip, references, choices=choices)
+    red, green = _share(choices, RED), _share(choices, GREEN)
+    assert min(red[:4]) >= 0.8 and min(green[4:]) >= 0.8, (red, green)
+
+
+def test_a_keyframe_schedule_colours_each_segment_with_its_references(logic, lite, two_shots):
+    clip, references = two_shots
+    choices, reports = [], []
+    scheduled = _run(logic, lite, clip, references, "0=1, 4=2", choices,
+                     report=lambda done, total: reports.append((done, total)))
+    assert _share(choices, RED)[:4] == [1.0] * 4 and _share(choices, GREEN)[4:] == [1.0] * 4
+    assert reports[-1] == (800, 800) and all(a[0] <= b[0] for a, b in itertools.pairwise(reports))
+    # each segment is exactly that reference alone on those frames (matching restarts at 4)
+    alone = [_run(logic, lite, clip[:4], references[:1]), _run(logic, lite, clip[4:],
+                                                                references[1:])]
+    assert torch.equal(scheduled, torch.cat(alone))
+    # a set from frame 4 on: both references there, the choice names them by batch position
+    choices = []
+    _run(logic, lite, clip, references, "0=1,4=1,4=2", choices)
+    assert _share(choices, RED)[:4] == [1.0] * 4 and min(_share(choices, GREEN)[4:]) >= 0.8
+
+
+def test_one_reference_through_a_schedule_is_todays_path(logic, lite, two_shots):
+    clip, references = two_shots
+    today = _run(logic, lite, clip, references[:1])
+    assert torch.equal(_run(logic, lite, clip, references[:1], "0=1"), today)
+    assert torch.equal(_run(logic, lite, clip, references[:1], "  "), today)
+
+
+def test_keyframe_mistakes_are_phrased_and_entries_past_the_end_dropped(logic, lite, two_shots,
+                                                                       caplog):
+    node = "ExemplarColorize"
+    cases = {"0=1,4=2,2=1": r"'keyframes': frame 2 comes after frame 4; list the entries in "
+                            r"frame order\. Fix: write FRAME=REFERENCE",
+             "0=1,4=3": r"frame 4 names reference '3', but the reference batch holds 2 "
+                        r"image\(s\), numbered 1\.\.2\. Fix: batch more references",
+             "2=1": r"frames 0\.\.1 have no reference; start the schedule at frame 0",
+             "0=a.png": r"frame 0 names reference 'a\.png'",
+             "0:1": r"expected FRAME=REFERENCE entries such as \"0=1,120=2\", got '0:1'",
+             "9=1": r"no entry within the clip \(it has 8 frames\)"}
+    for text, message in cases.items():
+        with pytest.raises(logic.NodeInputError, match=r"^DeepExemplar Colorize: .*" + message):
+            logic.keyframe_plan(text, 8, 2, node)
+    with caplog.at_level("WARNING"):
+        plan = logic.keyframe_plan("0=2,8=1,20=1", 8, 2, node)
+    assert plan.schedule == {0: [1]}
+    assert "frame 8 is past the clip's end (it has 8 frames); 1 is not used" in caplog.text
+    clip, references = two_shots
+    with pytest.raises(logic.NodeInputError, match="'keyframes' changes the references over "
+                                                   "the frames.*disconnect 'correspondence'"):
+        logic.run_colorize(lite, logic.image_to_core(clip, "target", node),
+                           logic.reference_to_core(references[:1], node),
+                           logic.make_config(node, SIZE, frames=8), node, match=object(),
+                           plan=plan)

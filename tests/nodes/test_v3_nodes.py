@@ -188,6 +188,22 @@ def test_dense_match_takes_a_reference_batch_and_regions(v3, lite_models, cat_pa
              corr)
 
 
+def test_keyframes_choose_the_references_of_the_batch_per_frame(v3, lite_models, cat_pair):
+    """Colorize's optional ``keyframes`` (a STRING socket): frames 0..1 with reference 1 of the
+    batch, frames 2..3 with reference 2; the choice output names them by batch position."""
+    target, reference = cat_pair
+    frames = torch.cat([target, target.flip(2)] * 2)
+    references = torch.cat([reference, reference.flip(2).roll(1, -1)])  # two distinct colours
+    args = (frames, references, *lite_models, 1.0, SIZE, "guided", None, None, None)
+    image, choice = _run(v3.ExemplarColorize, *args, "0=1,2=2")
+    assert image.shape == frames.shape == choice.shape
+    first, second = choice[:2].reshape(-1, 3).unique(dim=0), choice[2:].reshape(-1, 3).unique(dim=0)
+    assert len(first) == len(second) == 1 and not torch.equal(first, second)
+    with pytest.raises(ValueError, match=r"DeepExemplar Colorize: 'keyframes': frame 2 names "
+                                         r"reference '3', but the reference batch holds 2"):
+        _run(v3.ExemplarColorize, *args, "0=1,2=3")
+
+
 def test_paper_chain_on_generated_weights(v3, weights_folder, cat_pair):
     backbone = _run(v3.LoadGrayVGG, weights_folder["gray_vgg"].name, False)[0]
     colornet = _run(v3.LoadColorNet, v3.logic.PAPER_COLORNET_AUTO, False)[0]

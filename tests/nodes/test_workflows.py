@@ -99,7 +99,8 @@ def test_ui_round_trip_and_widget_order(object_info):
     colorize = next(n for n in ui["nodes"] if n["type"] == "DeepExemplar_ExemplarColorize")
     assert colorize["widgets_values"] == [1.0, 256, "guided"]
     assert {s["name"] for s in colorize["inputs"]} == {
-        "target", "reference", "backbone", "colornet", "correspondence", "similarity", "regions"}
+        "target", "reference", "backbone", "colornet", "correspondence", "similarity", "regions",
+        "keyframes"}
 
 
 def test_ui_widget_count_mismatch_is_an_error(object_info):
