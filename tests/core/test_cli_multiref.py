@@ -85,15 +85,21 @@ def test_a_region_limits_its_reference_and_a_bad_one_fails_alone(files, tmp_path
     assert code == EXIT_INPUT and "2 regions for 1 references" in capsys.readouterr().err
 
 
-def test_top_k_from_an_index_with_fewer_images_uses_those(files, tmp_path, capsys):
+@pytest.fixture
+def pool(files, tmp_path):
+    """A folder holding a.png and b.png, indexed as ``tmp_path / "pool.index"``."""
     from deepexemplar_core.backbones import load_lite_backbone
     from deepexemplar_core.recommend import LiteDescriber, build_index
 
-    pool = tmp_path / "pool"
-    pool.mkdir()
+    folder = tmp_path / "pool"
+    folder.mkdir()
     for name in ("a.png", "b.png"):
-        (pool / name).write_bytes((files / name).read_bytes())
-    build_index(pool, tmp_path / "pool.index", LiteDescriber(load_lite_backbone()))
+        (folder / name).write_bytes((files / name).read_bytes())
+    build_index(folder, tmp_path / "pool.index", LiteDescriber(load_lite_backbone()))
+    return folder
+
+
+def test_top_k_from_an_index_with_fewer_images_uses_those(files, pool, tmp_path, capsys):
     out = tmp_path / "out.png"
     code = main(["colorize", str(files / "gray.png"), "--reference-index",
                  str(tmp_path / "pool.index"), "-k", "3", "-o", str(out), *SIZE])
@@ -102,15 +108,7 @@ def test_top_k_from_an_index_with_fewer_images_uses_those(files, tmp_path, capsy
     assert len(json.loads(_meta(out)["deepexemplar:references"])) == 2
 
 
-def test_your_reference_helped_by_an_index(files, tmp_path, capsys):
-    from deepexemplar_core.backbones import load_lite_backbone
-    from deepexemplar_core.recommend import LiteDescriber, build_index
-
-    pool = tmp_path / "pool"
-    pool.mkdir()
-    for name in ("a.png", "b.png"):
-        (pool / name).write_bytes((files / name).read_bytes())
-    build_index(pool, tmp_path / "pool.index", LiteDescriber(load_lite_backbone()))
+def test_your_reference_helped_by_an_index(files, pool, tmp_path, capsys):
     out = tmp_path / "out.png"
     # a.png is yours and also in the index: the pick that is one of yours is left out
     code = main(["colorize", str(files / "gray.png"), "-r", str(pool / "a.png"),
@@ -169,17 +167,9 @@ def test_a_keyframe_schedule_and_its_mistakes(files, tmp_path, capsys):
     assert code == EXIT_USAGE and "frames 0..1 have no reference" in capsys.readouterr().err
 
 
-def test_each_shot_picks_its_own_reference_from_an_index(files, tmp_path, capsys):
+def test_each_shot_picks_its_own_reference_from_an_index(files, pool, tmp_path, capsys):
     """``video --reference-index``: the shot detector starts a segment at the cut, and each
     shot's first frame picks its top recommendation (the photo the shot shows)."""
-    from deepexemplar_core.backbones import load_lite_backbone
-    from deepexemplar_core.recommend import LiteDescriber, build_index
-
-    pool = tmp_path / "pool"
-    pool.mkdir()
-    for name in ("a.png", "b.png"):
-        (pool / name).write_bytes((files / name).read_bytes())
-    build_index(pool, tmp_path / "pool.index", LiteDescriber(load_lite_backbone()))
     code = main(["video", str(files / "two_shots"), "--reference-index",
                  str(tmp_path / "pool.index"), "-o", str(tmp_path / "out"), "--json",
                  "--temporal", "off", *VIDEO])
