@@ -289,8 +289,9 @@ def test_commands_index_recommend_and_colorize(collection, tmp_path, capsys, mon
     meta = read_metadata(result)
     assert meta["deepexemplar:reference"] == str(collection / "cat_right.jpg")
     assert meta["deepexemplar:reference_index"] == str(out)
-    with pytest.raises(SystemExit):
-        cli.main(["colorize", str(target), "-o", str(result)])
+    capsys.readouterr()
+    assert cli.main(["colorize", str(target), "-o", str(result)]) == cli.EXIT_USAGE
+    assert "give a colour reference (-r REF" in capsys.readouterr().err
 
 
 def _unit_searchable(n: int, seed: int):
