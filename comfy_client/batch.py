@@ -13,7 +13,9 @@ Example (a ComfyUI at the default address, this pack installed)::
 
 The workflow may be in API or UI format (UI files are converted with ``/object_info``). The
 target node is the ``LoadImage`` whose title contains "target" (``--target-node`` overrides);
-``--reference`` replaces the image of the ``LoadImage`` whose title contains "reference".
+``--reference`` replaces the image of the ``LoadImage`` whose title contains "reference"; a
+workflow with several such nodes (template 7) takes one ``--reference`` per node, in the order
+of their titles.
 
 Standard library only; ``websocket-client`` (``pip install websocket-client``) is optional.
 """
@@ -29,7 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,6 +252,33 @@ def find_load_image(prompt: dict, word: str) -> str | None:
     return found[0] if found else None
 
 
+def reference_nodes(prompt: dict) -> list[str]:
+    """Ids of the ``LoadImage`` nodes titled "*reference*", in the order of their titles.
+
+    >>> reference_nodes({"7": {"class_type": "LoadImage", "_meta": {"title": "reference 2"}},
+    ...                  "3": {"class_type": "LoadImage", "_meta": {"title": "reference 1"}},
+    ...                  "1": {"class_type": "LoadImage", "_meta": {"title": "target"}}})
+    ['3', '7']
+    """
+    found = [(node.get("_meta", {}).get("title", ""), node_id) for node_id, node in prompt.items()
+             if node.get("class_type") == "LoadImage"
+             and "reference" in node.get("_meta", {}).get("title", "").lower()]
+    return [node_id for _, node_id in sorted(found)]
+
+
+def _set_references(client: ComfyClient, workflow: dict, references: list[Path]) -> None:
+    """Upload each reference once into the workflow's reference nodes (one per node)."""
+    nodes = reference_nodes(workflow)
+    if not nodes:
+        raise ComfyError("--reference given but no LoadImage node is titled 'reference'")
+    if len(references) != len(nodes):
+        titles = ", ".join(f"'{workflow[n]['_meta']['title']}'" for n in nodes)
+        raise ComfyError(f"{len(references)} --reference image(s) for {len(nodes)} reference "
+                         f"node(s) ({titles}); give --reference once per node, in that order")
+    for node_id, path in zip(nodes, references, strict=True):
+        workflow[node_id]["inputs"]["image"] = client.upload_image(path)
+
+
 def load_workflow(path: Path, client: ComfyClient) -> dict:
     """Read an API-format workflow, converting a UI-format file with ``/object_info``."""
     workflow = json.loads(path.read_text(encoding="utf-8"))
@@ -282,7 +311,8 @@ def _progress_printer(report: Callable[[str], None], name: str) -> Callable[[dic
 
 
 def run_batch(client: ComfyClient, workflow: dict, inputs: list[Path], out_dir: Path, *,
-              target_node: str | None = None, reference: Path | None = None,
+              target_node: str | None = None,
+              reference: Path | Sequence[Path] | None = None,
               timeout: float = 600.0, include_previews: bool = False,
               report: Callable[[str], None] = print) -> list[BatchResult]:
     """Queue ``workflow`` once per input image and collect the outputs.
@@ -293,7 +323,8 @@ def run_batch(client: ComfyClient, workflow: dict, inputs: list[Path], out_dir: 
         inputs: image files.
         out_dir: where downloaded images are written (created).
         target_node: id of the ``LoadImage`` that receives each input (default: titled "target").
-        reference: an image uploaded once into the ``LoadImage`` titled "reference".
+        reference: an image uploaded once into the ``LoadImage`` titled "reference", or one
+            image per such node (in the order of their titles).
         timeout: seconds allowed per prompt.
         include_previews: also download ``PreviewImage`` (temporary) outputs.
         report: receives one progress line per event.
@@ -306,10 +337,8 @@ def run_batch(client: ComfyClient, workflow: dict, inputs: list[Path], out_dir: 
         raise ComfyError("no target node: title a LoadImage node 'target' or pass --target-node")
     workflow = json.loads(json.dumps(workflow))
     if reference is not None:
-        ref_node = find_load_image(workflow, "reference")
-        if ref_node is None:
-            raise ComfyError("--reference given but no LoadImage node is titled 'reference'")
-        workflow[ref_node]["inputs"]["image"] = client.upload_image(reference)
+        _set_references(client, workflow, [reference] if isinstance(reference, Path)
+                        else list(reference))
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for number, path in enumerate(inputs, start=1):
@@ -344,7 +373,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="workflow JSON (API format, or UI format converted via the server)")
     parser.add_argument("--inputs", type=Path, required=True, help="folder of input images")
     parser.add_argument("--output", type=Path, required=True, help="folder for the results")
-    parser.add_argument("--reference", type=Path, help="colour reference to upload once")
+    parser.add_argument("--reference", type=Path, action="append",
+                        help="colour reference to upload once; repeat for a workflow with "
+                             "several reference nodes (in the order of their titles)")
     parser.add_argument("--target-node", help="id of the LoadImage node receiving each input")
     parser.add_argument("--retries", type=int, default=3, help="attempts per HTTP request")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per image")

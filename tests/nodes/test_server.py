@@ -232,6 +232,24 @@ def test_batch_client_folder_run(client, tmp_path):
     assert sum("queued" in line for line in lines) == 2
 
 
+def test_batch_client_fills_each_reference_node_in_title_order(client, tmp_path):
+    images = REPO / "workflows" / "images"
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy2(images / "deepexemplar_target_two_photos.png", inputs / "two.png")
+    workflow = _workflow("7_colorize_with_several_references")
+    cat = images / "deepexemplar_reference_cat.jpg"
+    with pytest.raises(batch.ComfyError, match=r"1 --reference image\(s\) for 2 reference "
+                                               r"node\(s\) \('Load reference 1 \(portrait\)', "
+                                               r"'Load reference 2 \(cat\)'\)"):
+        batch.run_batch(client, workflow, [inputs / "two.png"], tmp_path / "x", reference=cat)
+    assert not (tmp_path / "x").exists()
+    results = batch.run_batch(client, workflow, [inputs / "two.png"], tmp_path / "out",
+                              reference=[images / "deepexemplar_reference_portrait.jpg", cat],
+                              report=lambda line: None)
+    assert [r.ok for r in results] == [True], [r.error for r in results]
+
+
 def test_interrupt_stops_a_running_prompt(client, server):
     workflow = _workflow("2_colorize_several_photos")
     workflow["9"]["inputs"]["strength"] = 0.95  # not cached: the colorize node must run again
