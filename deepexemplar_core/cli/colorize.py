@@ -322,6 +322,15 @@ def run_colorize(args: argparse.Namespace) -> int:
         print(f"error: reference: {err}", file=sys.stderr)
         return EXIT_INPUT
     try:
+        jobs = plan_outputs(targets, args.output)
+        check_writable(job.output.parent for job in jobs)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    _mark_existing(jobs, getattr(args, "skip_existing", False))
+    if all(job.status == "kept" for job in jobs):  # --skip-existing: nothing to do
+        return _report(jobs, None, args.json)
+    try:
         models = getattr(args, "preloaded_models", None) or load_models_from_args(args)
         config = config_from_args(args)
     except (ValueError, TypeError, OSError) as err:
@@ -345,13 +354,6 @@ def run_colorize(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
-    try:
-        jobs = plan_outputs(targets, args.output)
-        check_writable(job.output.parent for job in jobs)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_INPUT
-    _mark_existing(jobs, getattr(args, "skip_existing", False))
     try:
         _colorize_all(jobs, prepared, refs, regions, models, config, args)
     except KeyboardInterrupt:
@@ -377,7 +379,9 @@ def _mark_existing(jobs: list[_Job], skip_existing: bool) -> None:
 
 
 def _report(jobs: list[_Job], models, as_json: bool) -> int:
-    """Print what was written, what failed and what was never reached; return the exit code."""
+    """Print what was written, what failed and what was never reached; return the exit code.
+
+    ``models`` is ``None`` when every output was kept (nothing was loaded)."""
     for job in jobs:
         if job.status == "pending":
             job.status, job.error = "skipped", "not reached (the run stopped before it)"
@@ -386,9 +390,9 @@ def _report(jobs: list[_Job], models, as_json: bool) -> int:
         print(f"error: {job.source}: {job.error}", file=sys.stderr)
     if as_json:
         summary = {
-            "family": models.family,
-            "colorizer": models.colorizer.name,
-            "provenance": models.provenance,
+            "family": models.family if models else None,
+            "colorizer": models.colorizer.name if models else None,
+            "provenance": models.provenance if models else {},
             "written": [str(j.output) for j in jobs if j.status == "ok"],
             "replaced": [str(j.output) for j in jobs if j.status == "ok" and j.replaced],
             "kept": [str(j.source) for j in jobs if j.status == "kept"],

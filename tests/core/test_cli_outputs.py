@@ -124,3 +124,18 @@ def test_a_second_run_into_one_folder_says_replaced_or_keeps_with_skip_existing(
     captured = capsys.readouterr()
     assert f"{pair / 'photos' / 'a.png'} -> {a} (replaced," in captured.out, captured.out
     assert "2 written (2 replaced)" in captured.err, captured.err
+
+
+def test_skip_existing_with_every_output_there_loads_no_model(pair, capsys, monkeypatch):
+    from deepexemplar_core.cli import colorize as colorize_command
+
+    assert main(_colorize(pair)) == EXIT_OK
+    capsys.readouterr()
+
+    def no_models(args):
+        raise AssertionError("models loaded although every output is kept")
+
+    monkeypatch.setattr(colorize_command, "load_models_from_args", no_models)
+    assert main(_colorize(pair, "--skip-existing", "--json")) == EXIT_OK
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["written"] == [] and len(summary["kept"]) == 2 and summary["family"] is None
