@@ -1,8 +1,10 @@
 """Plain logic behind ``RecommendReference``; imports nothing from ComfyUI.
 
 Index folders (built with ``deepexemplar index FOLDER -o models/deepexemplar/indexes/NAME``) are
-listed and resolved here, loaded indexes are cached here, and :func:`recommend_references` runs
-the core's recommendation on an index or on a batch of candidates and lays out the results.
+listed and resolved here, loaded indexes are cached here, and :func:`recommend_per_shot` runs
+the core's recommendation on an index or on a batch of candidates, for a photo or for each shot
+of a clip, lays out the results and writes the keyframe schedule that Colorize's ``keyframes``
+input reads.
 Everything here runs (and is tested) without ComfyUI.
 """
 
@@ -140,11 +142,59 @@ def _read_rgb(path: Path) -> torch.Tensor:
     return read_image(path).rgb().float()
 
 
-def recommend_references(target: torch.Tensor, describer: Any, *, index_path: str | None,
-                         candidates: torch.Tensor | None, k: int, beta: float,
-                         restrict_class: bool, node: str,
-                         report: Report | None = None) -> Recommended:
-    """Rank an index (``index_path``) or a candidates batch as references for ``target``.
+def recommend_per_shot(frames: torch.Tensor, describer: Any, *, node: str,
+                       **ranking: Any) -> tuple[Recommended, str]:
+    """Each shot of a clip picks its own references; the keyframe schedule that uses them.
+
+    A shot starts at frame 0 and after every scene cut (``motion.ShotDetector``, the criterion
+    of ``deepexemplar video --reference-index``); its first frame is ranked as one target.
+
+    Args:
+        frames: ``(B, C, H, W)`` float in [0, 1], the clip in playing order (B = 1: a photo).
+        describer, node: as :func:`_ranked`.
+        **ranking: ``index_path``, ``candidates``, ``k``, ``beta``, ``restrict_class``,
+            ``report`` of :func:`_ranked`.
+
+    Returns:
+        The picks of every shot (each once, in order of first use; ``best``: the first shot's
+        best) and the schedule ``"0=1,0=2,120=3"`` naming them by their position in ``top``
+        (from 1), for Colorize's ``keyframes``.
+
+    Raises:
+        NodeInputError: as :func:`_ranked`.
+    """
+    from deepexemplar_core.motion import ShotDetector
+    from deepexemplar_core.schedule import ReferencePlan
+
+    names: list[str] = []
+    images: list[torch.Tensor] = []
+    lines: list[str] = []
+
+    def pick(frame: torch.Tensor) -> list[int]:
+        found, shot_images, shot_names = _ranked(frame, describer, node=node, **ranking)
+        for name, image in zip(shot_names, shot_images, strict=True):
+            if name not in names:
+                names.append(name)
+                images.append(image)
+        lines.append(score_text(found, shot_names))
+        return [names.index(name) + 1 for name in shot_names]
+
+    plan = ReferencePlan(shots=ShotDetector(), pick=pick)
+    entries = []
+    for number, frame in enumerate(frames):
+        if plan.starts(number, frame):
+            if len(frames) > 1:
+                lines.append(f"shot from frame {number}:")
+            entries += [f"{number}={position}" for position in plan.references(number, frame)]
+    best = images[0]
+    top = letterbox(images, *preview_size(int(best.shape[1]), int(best.shape[2])))
+    return Recommended(best, top, "\n".join(lines)), ",".join(entries)
+
+
+def _ranked(target: torch.Tensor, describer: Any, *, index_path: str | None,
+            candidates: torch.Tensor | None, k: int, beta: float, restrict_class: bool,
+            node: str, report: Report | None = None) -> tuple[list, list[torch.Tensor], list[str]]:
+    """The ``k`` best references for ``target``: the core's results, the images and names.
 
     Args:
         target: ``(C, H, W)`` float in [0, 1], the gray target (only its luminance is used).
@@ -181,6 +231,4 @@ def recommend_references(target: torch.Tensor, describer: Any, *, index_path: st
     if not found:
         raise NodeInputError(node, "no colour candidate to recommend (all are gray or "
                              "excluded).", "give colour photos.")
-    best = images[0]
-    top = letterbox(images, *preview_size(int(best.shape[1]), int(best.shape[2])))
-    return Recommended(best, top, score_text(found, names))
+    return found, images, names

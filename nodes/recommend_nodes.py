@@ -16,7 +16,13 @@ from comfy_api.latest import io
 
 from . import logic
 from .common import CATEGORY, Backbone, load_to_device, progress_relay, search_aliases
-from .recommend_logic import NO_INDEX, PREVIEW_SIDE, index_options, recommend_references, resolve_index
+from .recommend_logic import (
+    NO_INDEX,
+    PREVIEW_SIDE,
+    index_options,
+    recommend_per_shot,
+    resolve_index,
+)
 
 #: ComfyUI folder name of the reference indexes (``models/deepexemplar/indexes``; more folders
 #: can be added under this key in extra_model_paths.yaml).
@@ -43,8 +49,10 @@ class RecommendReference(io.ComfyNode):
             description="Picks the colour photos whose content and luminance best match the "
                         "target (global semantics, local correspondence, luminance histograms).",
             inputs=[
-                io.Image.Input("target", tooltip="The gray photo to colorize (the first image "
-                                                 "of the batch is used; only its luminance)."),
+                io.Image.Input("target", tooltip="The gray photo to colorize, or a clip's frames: "
+                                                 "each shot (the first frame and each frame "
+                                                 "after a scene cut) picks its own references "
+                                                 "(only the luminance is used)."),
                 Backbone.Input("backbone", tooltip="From Load Backbone; for an index, "
                                                    "the backbone it was built with."),
                 io.Combo.Input(
@@ -70,11 +78,16 @@ class RecommendReference(io.ComfyNode):
                 io.Image.Output(display_name="reference",
                                 tooltip="The best reference, at its own size."),
                 io.Image.Output(display_name="top_k",
-                                tooltip="The k best, letterboxed to the best one's size (at "
+                                tooltip="The k best (of a clip: every shot's k best, each "
+                                        "once), letterboxed to the best one's size (at "
                                         f"most {PREVIEW_SIDE} px on the longer side)."),
                 io.String.Output(display_name="scores",
                                  tooltip="One line per reference: score, global, local and "
                                          "histogram terms, class match, file or batch position."),
+                io.String.Output(display_name="keyframes",
+                                 tooltip="Which of top_k colour which frames ('0=1,0=2,120=3': "
+                                         "each shot its own picks); connect it to Colorize's "
+                                         "keyframes with top_k as its reference."),
             ],
             hidden=[io.Hidden.unique_id],
         )
@@ -92,17 +105,17 @@ class RecommendReference(io.ComfyNode):
         from deepexemplar_core.recommend import as_describer
 
         node = "RecommendReference"
-        target_t = logic.image_to_core(target, "target", node)[0].cpu()
+        frames = logic.image_to_core(target, "target", node).cpu()
         pool = None if candidates is None else logic.image_to_core(candidates, "candidates",
                                                                   node).cpu()
         load_to_device(backbone)
         out = mm.intermediate_device()
-        found = recommend_references(
-            target_t, as_describer(backbone), index_path=_index_path(index, node),
+        found, keyframes = recommend_per_shot(
+            frames, as_describer(backbone), index_path=_index_path(index, node),
             candidates=pool, k=k, beta=beta, restrict_class=restrict_class, node=node,
             report=progress_relay(cls.hidden.unique_id))
         return io.NodeOutput(logic.images_to_comfy([found.best], out),
-                             found.top.movedim(1, -1).to(out), found.scores)
+                             found.top.movedim(1, -1).to(out), found.scores, keyframes)
 
 
 def _index_path(index: str, node: str) -> str | None:

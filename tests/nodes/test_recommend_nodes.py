@@ -63,13 +63,36 @@ def test_candidates_batch_picks_the_cat(nodes, backbone, cat_pair):
     decoy = _resize(_coffee(), reference)
     gray = reference.mean(-1, keepdim=True).expand_as(reference)
     candidates = torch.cat([decoy, gray, reference])
-    best, top, scores = _run(nodes.RecommendReference, target, backbone, nodes.NO_INDEX, 2, 0.25,
-                             True, candidates)
+    best, top, scores, keyframes = _run(nodes.RecommendReference, target, backbone,
+                                        nodes.NO_INDEX, 2, 0.25, True, candidates)
     torch.testing.assert_close(best, reference)
     assert top.shape == (2, *reference.shape[1:])
     torch.testing.assert_close(top[:1], reference, atol=0.02, rtol=0)
     lines = scores.splitlines()
     assert len(lines) == 3 and lines[1].endswith("candidate 2") and lines[2].endswith("candidate 0")
+    assert keyframes == "0=1,0=2"  # a photo: both picks from its first frame on
+
+
+def test_each_shot_of_a_clip_picks_its_own(nodes, backbone):
+    """A gray clip of two shots (4 frames panning the astronaut, then 4 the coffee): each shot's
+    first frame picks its photo; the schedule names them by their place in top_k."""
+    from skimage import data
+
+    photos, frames = [], []
+    for name in ("astronaut", "coffee", "chelsea"):
+        rgb = torch.from_numpy(getattr(data, name)().copy()).float().movedim(-1, 0)[None] / 255
+        big = torch.nn.functional.interpolate(rgb, size=(88, 112), mode="area")[0]
+        photos.append(big[:, 4:84, 8:104])
+        if name != "chelsea":
+            frames += [big[:, 2 * j:2 * j + 80, 3 * j:3 * j + 96].mean(0, keepdim=True)
+                       for j in range(4)]
+    clip = torch.stack(frames).expand(-1, 3, -1, -1).movedim(1, -1)
+    candidates = torch.stack(photos[::-1]).movedim(1, -1)  # cat, coffee, astronaut
+    best, top, scores, keyframes = _run(nodes.RecommendReference, clip, backbone, nodes.NO_INDEX,
+                                        1, 0.25, True, candidates)
+    assert keyframes == "0=1,4=2", (keyframes, scores)
+    torch.testing.assert_close(top, candidates[[2, 1]], atol=0.02, rtol=0)
+    assert scores.splitlines()[0] == "shot from frame 0:" and "shot from frame 4:" in scores
 
 
 def test_index_from_the_models_folder(nodes, backbone, cat_pair, tmp_path):
@@ -88,8 +111,8 @@ def test_index_from_the_models_folder(nodes, backbone, cat_pair, tmp_path):
     folder_paths.add_model_folder_path(nodes.INDEX_FOLDER, str(indexes))
     try:
         assert "family" in nodes.index_options(folder_paths.get_folder_paths(nodes.INDEX_FOLDER))
-        best, top, scores = _run(nodes.RecommendReference, target, backbone, "family", 2, 0.25,
-                                 True)
+        best, top, scores, _ = _run(nodes.RecommendReference, target, backbone, "family", 2,
+                                    0.25, True)
         assert best.shape == reference.shape
         torch.testing.assert_close(best, reference, atol=1 / 255 + 1e-6, rtol=0)
         assert top.shape[0] == 2 and str(photos / "cat.png") in scores.splitlines()[1]
