@@ -93,6 +93,16 @@ def test_each_shot_of_a_clip_picks_its_own(nodes, backbone):
     assert keyframes == "0=1,4=2", (keyframes, scores)
     torch.testing.assert_close(top, candidates[[2, 1]], atol=0.02, rtol=0)
     assert scores.splitlines()[0] == "shot from frame 0:" and "shot from frame 4:" in scores
+    # the video workflow: top_k -> Colorize's reference, keyframes -> its keyframes
+    v3 = import_pack_module("nodes.v3_nodes")
+    colornet = _run(v3.LoadColorNet, v3.logic.NO_COLORNET, False)[0]
+    image, choice = _run(v3.ExemplarColorize, clip, top, backbone, colornet, 1.0, 64, "guided",
+                         None, None, None, keyframes)
+    assert image.shape == clip.shape
+    colours = [choice[f].reshape(-1, 3).unique(dim=0) for f in range(8)]
+    red, green = torch.tensor([[0.90, 0.10, 0.29]]), torch.tensor([[0.24, 0.71, 0.29]])
+    assert all(torch.allclose(c, red, atol=1e-3) for c in colours[:4])
+    assert all(torch.allclose(c, green, atol=1e-3) for c in colours[4:])
 
 
 def test_index_from_the_models_folder(nodes, backbone, cat_pair, tmp_path):
