@@ -11,6 +11,8 @@
   recommendations of an index of all the photos, the target itself never recommended (held
   out). Printed: mean ab PSNR and mean colourfulness ratio (result / truth, Hasler and
   Suesstrunk) of gray, top-1 and top-K. Target: top-K ratio >= 0.85 with ab PSNR >= top-1's.
+  Two diagnostic rows say where the gap to the truth lies: the top-K result with the truth's
+  chroma magnitude (our hue kept) and with the truth's hue (our magnitude kept), per pixel.
 * **Cost** (``cost``): seconds per ``--size`` target with one and with three references, lite,
   ``--threads`` CPU threads, median of ``--repeat`` runs after a warm-up. Target: three
   references <= 1.5 s at 256 px on 2 cores.
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.datasets import build_photo_folder, read_manifest  # noqa: E402
 from deepexemplar_core import ColorizeConfig, colorize, load_models, read_image  # noqa: E402
-from deepexemplar_core.color import rgb_to_lab  # noqa: E402
+from deepexemplar_core.color import lab_to_rgb, rgb_to_lab  # noqa: E402
 from deepexemplar_core.evaluation.metrics import ab_psnr, colorfulness  # noqa: E402
 
 PAIRS = (("astronaut", "coffee"), ("chelsea", "rocket"), ("coffee", "chelsea"),
@@ -68,6 +70,21 @@ def _skimage(name: str, side: int) -> torch.Tensor:
 
 def _psnr(rgb: torch.Tensor, truth: torch.Tensor) -> float:
     return float(ab_psnr(rgb_to_lab(rgb[None])[:, 1:], rgb_to_lab(truth[None])[:, 1:]))
+
+
+def _oracles(rgb: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``rgb`` with the truth's chroma magnitude (its own hue) and with the truth's hue (its own
+    magnitude): ``(3, H, W)`` in [0, 1] each, the diagnostic rows of the index part."""
+    ours, true = rgb_to_lab(rgb[None]), rgb_to_lab(truth[None])
+
+    def split(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = lab[:, 1:].norm(dim=1, keepdim=True)
+        return lab[:, 1:] / size.clamp_min(1e-3), size
+
+    (hue, size), (true_hue, true_size) = split(ours), split(true)
+    return {name: lab_to_rgb(torch.cat([ours[:, :1], ab], 1))[0]
+            for name, ab in (("oracle: truth's magnitude", hue * true_size),
+                             ("oracle: truth's hue", true_hue * size))}
 
 
 def known_answer(models, size: int) -> None:
@@ -118,6 +135,7 @@ def top_k(models, photos: list[Path], size: int, k: int) -> None:
             out = {"gray": target.expand(3, -1, -1),
                    "top-1": colorize(target, refs[0], models, config).images[0],
                    f"top-{k}": colorize(target, refs, models, config).images[0]}
+            out |= _oracles(out[f"top-{k}"], truth)
             truth_c = float(colorfulness(truth[None]))
             rows.append({m: (_psnr(img, truth), float(colorfulness(img[None])) / max(truth_c, 1e-6))
                          for m, img in out.items()})
@@ -133,6 +151,8 @@ def top_k(models, photos: list[Path], size: int, k: int) -> None:
     (one, _), (several, ratio) = means["top-1"], means[f"top-{k}"]
     print(f"target (issue 18): top-{k} colourfulness ratio {ratio:.2f} (>= 0.85) with ab PSNR "
           f"{several:.2f} dB not below top-1's {one:.2f}: {ratio >= 0.85 and several >= one}")
+    print(f"(oracle rows: top-{k} with one part of each pixel's chroma taken from the truth; the "
+          f"row that gains more names what limits the result)")
 
 
 def cost(models, size: int, repeat: int) -> None:
