@@ -103,11 +103,18 @@ class Index:
         """Absolute path of the image in ``row`` (links followed).
 
         Raises:
-            IndexError_: the entry leads outside the indexed folder (an altered manifest, or a
-                file replaced by a link to elsewhere since the build): it is never opened.
+            IndexError_: the indexed folder is not where the index recorded it (moved, or the
+                index copied to another machine), or the entry leads outside it (an altered
+                manifest, or a file replaced by a link to elsewhere since the build): it is
+                never opened.
         """
         from ..files import PathOutsideError, resolve_inside
 
+        if not self.root.is_dir():
+            raise IndexError_(f"index: {self.path}: its photos were indexed in {self.root}, which "
+                              "is not there any more; point the index at their folder with "
+                              f"`deepexemplar index FOLDER -o {self.path}` (photos it already "
+                              "holds are not computed again), or put the folder back")
         try:
             return resolve_inside(self.root, self.entries[row]["path"])
         except PathOutsideError as err:

@@ -104,6 +104,24 @@ def test_a_tampered_index_never_yields_a_path_outside_its_folder(photos, target,
     assert code == cli.EXIT_INPUT and "outside the indexed folder" in err, err
 
 
+def test_a_moved_photo_folder_is_named_with_the_command_that_repoints_the_index(
+        photos, target, describer, tmp_path, capsys):
+    index = tmp_path / "photos.index"
+    build_index(photos, index, describer)
+    moved = photos.rename(tmp_path / "moved")
+    with pytest.raises(IndexError_, match="not there any more"):
+        recommend(Index.load(index, describer), target, k=2)
+    code = cli.main(["colorize", str(target), "--reference-index", str(index), "-o",
+                     str(tmp_path / "out.png"), "--family", "lite", "--size", "64", "--device",
+                     "cpu", "-q"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_INPUT and f"deepexemplar index FOLDER -o {index}" in err, err
+    report = build_index(moved, index, describer)
+    assert (report.added, report.unchanged) == (0, 3)
+    found = recommend(Index.load(index, describer), target, k=2)
+    assert all(r.path.parent == moved.resolve() for r in found), found
+
+
 def test_links_out_of_the_folder_are_skipped_at_indexing_and_refused_at_query(
         photos, target, describer, tmp_path):
     outside = tmp_path / "elsewhere"
