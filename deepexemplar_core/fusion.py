@@ -125,13 +125,17 @@ class Fusion:
     choice: torch.Tensor
 
 
-def resize_region(name: str, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_region(name: str, mask: torch.Tensor, size: tuple[int, int],
+                  target: tuple[int, int] | None = None) -> torch.Tensor:
     """A region mask drawn on a target, checked and resized to ``size``.
 
     Args:
         name: the argument's name for messages (e.g. ``"masks[1]"``).
         mask: ``(H, W)`` or ``(1, H, W)`` float in [0, 1] with the target's aspect ratio.
         size: ``(h, w)`` of the target (working or original resolution).
+        target: ``(H, W)`` of the target the mask was drawn on, when ``size`` is its working
+            resolution (whose sides are rounded to multiples of 8, so its aspect ratio may be
+            a few percent off); the mask must have this aspect ratio. ``None``: ``size``.
 
     Returns:
         ``(1, 1, h, w)`` float32 in [0, 1].
@@ -153,9 +157,9 @@ def resize_region(name: str, mask: torch.Tensor, size: tuple[int, int]) -> torch
     mask = mask.float()
     _checks.check_finite(name, mask)
     _checks.check_range(name, mask, 0.0, 1.0)
-    (h, w), (mh, mw) = size, mask.shape
-    if abs((mw / mh) / (w / h) - 1.0) > ASPECT_TOLERANCE:
-        raise ValueError(f"{name}: a {mw}x{mh} mask does not fit a {w}x{h} target (another "
+    (h, w), (th, tw), (mh, mw) = size, target or size, mask.shape
+    if abs((mw / mh) / (tw / th) - 1.0) > ASPECT_TOLERANCE:
+        raise ValueError(f"{name}: a {mw}x{mh} mask does not fit a {tw}x{th} target (another "
                          "aspect ratio); draw the region on the target itself")
     out = mask[None, None]
     if (mh, mw) != (h, w):

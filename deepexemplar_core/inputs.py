@@ -64,6 +64,11 @@ class InputError(ValueError):
         super().__init__(message)
         self.name, self.kind = name, kind
 
+    def __reduce__(self) -> tuple:
+        """Pickle with all three arguments (a worker process, e.g. Ray's, sends errors back
+        pickled; the default would call ``cls(message)``)."""
+        return type(self), (self.name, self.kind, str(self))
+
 
 class ImageError(InputError):
     """An image the pipeline cannot use; ``kind`` is one of :attr:`KINDS`:

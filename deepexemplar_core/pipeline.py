@@ -1032,9 +1032,12 @@ def _fuse_set(match: SetMatchResult) -> SetSimilarityResult:
     :func:`~deepexemplar_core.fusion.fuse_references` with the set's regions and settings."""
     stages = tuple(_similarity(m) for m in match.matches)
     start, fusion_timings = time.perf_counter(), {}
-    references = match.references
-    fused = fuse_references(stages, [m.correspondence for m in match.matches],
-                            references.masks, references.fusion)
+    references, first = match.references, match.matches[0]
+    regions = [None if mask is None else  # checked against the target's own aspect ratio
+               resize_region(f"masks[{k}]", mask, first.work_size, first.original_size)[0, 0]
+               for k, mask in zip(references.positions, references.masks, strict=True)]
+    fused = fuse_references(stages, [m.correspondence for m in match.matches], regions,
+                            references.fusion)
     _tick(fusion_timings, "fusion", start, match.matches[0].target_l_work.device)
     similarity = SimilarityResult(fused.similarity, fused.warped_rgb8, fused.warped_ab,
                                   fused.confidence, fusion_timings)
