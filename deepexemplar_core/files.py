@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 __all__ = [
     "PathOutsideError",
+    "atomic_folder",
     "atomic_path",
     "atomic_write",
     "cache_root",
@@ -80,6 +81,37 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None) -> Iterat
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``path``; it replaces ``path`` when the block
+    succeeds (a folder of several files, e.g. one target's intermediates).
+
+    On any exception, including ``KeyboardInterrupt``, the temporary folder is removed and
+    ``path`` is untouched, so a reader never finds half of the files. A folder already at
+    ``path`` is removed just before the new one takes its name.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with atomic_folder(folder / "out") as tmp:
+        ...     _ = (tmp / "a.txt").write_text("done")
+        >>> sorted(p.name for p in folder.iterdir()), (folder / "out" / "a.txt").read_text()
+        (['out'], 'done')
+    """
+    import shutil
+
+    path = Path(path)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield temporary
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(temporary, path)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 

@@ -60,9 +60,16 @@ def parse_keyframes(text: str, frame_count: int, *, name: str = "keyframes",
     schedule: list[tuple[int, list[str]]] = []
     warnings: list[str] = []
     last = -1
-    for entry in filter(None, (e.strip() for e in text.split(","))):
+    entries = [e for e in (e.strip() for e in text.split(",")) if e]
+    if not entries:
+        raise ScheduleError(f"{name}: is empty, so there is no entry within the clip; give "
+                            f"FRAME=REFERENCE entries such as {example}")
+    for entry in entries:
         frame, sep, ref = (part.strip() for part in entry.partition("="))
-        if not sep or not frame.isdigit() or not ref:
+        if frame.startswith("-") and frame[1:].isdecimal():
+            raise ScheduleError(f"{name}: expected FRAME=REFERENCE entries with FRAME >= 0 "
+                                f"(frames count from 0), got {entry!r}")
+        if not sep or not (frame.isascii() and frame.isdecimal()) or not ref:
             raise ScheduleError(f"{name}: expected FRAME=REFERENCE entries such as {example}, "
                                 f"got {entry!r}")
         number = int(frame)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import EXIT_ERROR, EXIT_INPUT, EXIT_OK, EXIT_USAGE, exit_code_for
-from .options import add_model_options
+from .options import add_model_options, once
 
 #: Model options handed to the workers (the rest of the command line is the driver's).
 _MODEL_OPTIONS = ("family", "colorizer", "weights", "backbone_weights", "colornet_weights",
@@ -76,7 +76,9 @@ def _config(args: argparse.Namespace):
     if args.reference_index is not None and not args.reference_index.is_dir():
         raise UsageError(f"--reference-index {args.reference_index}: no such folder (build one "
                          "with `deepexemplar index`)")
-    reference = tuple(str(r.resolve()) for r in args.reference) if args.reference else None
+    reference = None
+    if args.reference:
+        reference = tuple(str(path.resolve()) for path in once(args.reference)[0])
     index = str(args.reference_index.resolve()) if args.reference_index else None
     options = {name: getattr(args, name) for name in _MODEL_OPTIONS}
     try:

@@ -27,6 +27,7 @@ from .options import (
     add_model_options,
     config_from_args,
     load_models_from_args,
+    once,
     prepare_one_or_set,
 )
 
@@ -277,18 +278,37 @@ def _write(job: _Job, image, done, metadata: dict[str, str], refs: list[Path],
         job.output.parent.mkdir(parents=True, exist_ok=True)
         write_image(job.output, done.image.cpu(), alpha=image.alpha, bit_depth=16 if deep else 8,
                     metadata=metadata)
-        if intermediates:
-            from ..intermediates import save_intermediates
-
-            group = done.intermediates
-            save_intermediates(job.output.with_name(job.output.stem + "_intermediates"), group,
-                               group.indices.index(done.index), job.source.stem,
-                               [r.stem for r in refs])
     except OSError as err:
         job.status, job.error = "failed", f"cannot write {job.output}: {err}"
         return
     job.status, job.timings = "ok", {k: round(v, 4) for k, v in done.timings.items()}
     job.timings["total"] = round(sum(done.timings.values()), 4)
+    if intermediates:  # after the result is counted: Ctrl-C here leaves it listed as written
+        from ..files import atomic_folder
+        from ..intermediates import save_intermediates
+
+        group, folder = done.intermediates, job.output.with_name(job.output.stem + "_intermediates")
+        try:
+            with atomic_folder(folder) as temporary:  # all of the files, or none
+                save_intermediates(temporary, group, group.indices.index(done.index),
+                                   job.source.stem, _reference_names(job.source.stem, refs))
+        except OSError as err:
+            job.status, job.error = "failed", f"cannot write {folder}: {err}"
+
+
+def _reference_names(target: str, refs: list[Path]) -> list[str]:
+    """The references' names in the intermediates' file names (``<T>_<R>.txt``): their stems,
+    numbered from 1 where two would be the same or one is the target's (``a``, ``a_2``), so
+    that no file is written over another.
+
+    Example:
+        >>> _reference_names("t", [Path("x/a.png"), Path("y/a.jpg"), Path("t.png")])
+        ['a', 'a_2', 't_3']
+    """
+    names: list[str] = []
+    for k, path in enumerate(refs, 1):
+        names.append(path.stem if path.stem not in (target, *names) else f"{path.stem}_{k}")
+    return names
 
 
 def run_colorize(args: argparse.Namespace) -> int:
@@ -315,11 +335,20 @@ def run_colorize(args: argparse.Namespace) -> int:
               "at most one region per reference, in the references' order", file=sys.stderr)
         return EXIT_INPUT
     try:
+        refs, region_paths = once(refs, region_paths)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
         references = [read_image(path) for path in refs]
+    except ImageReadError as err:
+        print(f"error: reference: {err}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
         regions = [(path, None if str(path) == "-" else read_image(path).pixels.mean(dim=0))
                    for path in region_paths]
     except ImageReadError as err:
-        print(f"error: reference: {err}", file=sys.stderr)
+        print(f"error: --region: {err}", file=sys.stderr)
         return EXIT_INPUT
     try:
         jobs = plan_outputs(targets, args.output)
@@ -349,7 +378,7 @@ def run_colorize(args: argparse.Namespace) -> int:
         weight = getattr(args, "region_weight", None)
         prepared, refs = prepare_one_or_set(
             models, [r.rgb() for r in references], refs, config,
-            masks=[mask for _, mask in regions],
+            masks=[mask for _, mask in regions], regions=region_paths,
             fusion=FusionConfig() if weight is None else FusionConfig(region_weight=weight))
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -103,8 +104,45 @@ def config_from_args(args: argparse.Namespace, *, motion: bool = False):
                           match=match, motion=motion)
 
 
+def named(text: str, names: dict[str, object]) -> str:
+    """A core message with files in place of the positions it names (``references[1]``,
+    ``masks[0]``, ``targets[2]``: the keys of ``names``).
+
+    Example:
+        >>> named("masks[0]: is empty, so references[0] would colour nothing",
+        ...       {"masks[0]": "--region m.png", "references[0]": "a.png"})
+        '--region m.png: is empty, so a.png would colour nothing'
+    """
+    return re.sub(r"\b(?:references|masks|targets)\[\d+\]",
+                  lambda found: str(names.get(found.group(0), found.group(0))), text)
+
+
+def once(paths: list[Path], regions: list[Path] | None = None, option: str = "-r"
+         ) -> tuple[list[Path], list[Path]]:
+    """The references with a file given twice kept once (a warning names it and ``option``),
+    and their regions (``'-'`` for none) in the same order.
+
+    Raises:
+        ValueError: a file given twice where either time has a region (which would be
+            ambiguous: one region per file).
+    """
+    regions = list(regions or [])
+    first: dict[Path, int] = {}
+    kept: list[int] = []
+    for k, path in enumerate(paths):
+        if (seen := first.setdefault(path.resolve(), k)) == k:
+            kept.append(k)
+            continue
+        if any(j < len(regions) and str(regions[j]) != "-" for j in (seen, k)):
+            raise ValueError(f"{option} {path}: given twice, with a region; give it once, with "
+                             "one region that covers both")
+        print(f"warning: {option} {path}: given twice; used once", file=sys.stderr)
+    return [paths[k] for k in kept], [regions[k] for k in kept if k < len(regions)]
+
+
 def prepare_one_or_set(models, images: list, paths: list[Path], config, *, masks=None,
-                       fusion=None) -> tuple[object, list[Path]]:
+                       fusion=None, regions: list[Path] | None = None
+                       ) -> tuple[object, list[Path]]:
     """The commands' reference(s): one prepared as always (the one-reference path, pixel for
     pixel), or several (or one with a region) as a set, where a gray one among colour ones is
     left out with a warning naming its file.
@@ -114,12 +152,13 @@ def prepare_one_or_set(models, images: list, paths: list[Path], config, *, masks
         paths: the references' files, in the same order (for messages and the metadata).
         masks: a region (or None) per reference.
         fusion: the set's ``FusionConfig``.
+        regions: the masks' files, for messages.
 
     Returns:
         ``(prepared, kept paths)``.
 
     Raises:
-        ValueError: a reference the core refuses (the message names its file when alone).
+        ValueError: a reference or region the core refuses (the message names its file).
     """
     from ..pipeline import prepare_reference, prepare_references
 
@@ -129,7 +168,13 @@ def prepare_one_or_set(models, images: list, paths: list[Path], config, *, masks
             return prepare_reference(models, images[0], config), list(paths)
         except ValueError as err:
             raise ValueError(f"{paths[0]}: {err}") from err
-    prepared = prepare_references(models, images, config, masks=masks or None, fusion=fusion)
+    names = {f"references[{k}]": path for k, path in enumerate(paths)}
+    names.update({f"masks[{k}]": f"--region {path}" for k, path in enumerate(regions or [])})
+    try:
+        prepared = prepare_references(models, images, config, masks=masks or None,
+                                      fusion=fusion)
+    except ValueError as err:
+        raise ValueError(named(str(err), names)) from err
     for k in sorted(set(range(len(paths))) - set(prepared.positions)):
         print(f"warning: {paths[k]}: has no colour (R, G and B agree); left out", file=sys.stderr)
     return prepared, [paths[k] for k in prepared.positions]

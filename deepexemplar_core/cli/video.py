@@ -42,6 +42,7 @@ from .options import (
     add_model_options,
     config_from_args,
     load_models_from_args,
+    once,
     prepare_one_or_set,
 )
 
@@ -261,19 +262,54 @@ def _plan(args: argparse.Namespace, frame_count: int, keyed: _Reference | None):
         return ReferencePlan(shots=ShotDetector(), pick=pick)
     schedule = []
     try:
-        if args.keyframes:
+        if args.keyframes is not None:
             entries, dropped = parse_keyframes(args.keyframes, frame_count, name="--keyframes")
             for sentence in dropped:
                 print(f"warning: {sentence}", file=sys.stderr)
-            schedule = [(frame, [Path(ref) for ref in refs]) for frame, refs in entries]
+            schedule = [(frame, once([Path(ref) for ref in refs], option="--keyframes")[0])
+                        for frame, refs in entries]
         for _, paths in schedule:
             for path in paths:
                 if not path.is_file():
                     raise ValueError(f"--keyframes: {path}: no such file")
-        return ReferencePlan(list(args.reference or []), schedule, name="--keyframes",
+        plan = ReferencePlan(once(list(args.reference or []))[0], schedule, name="--keyframes",
                              hint=" or also give -r")
     except ScheduleError as err:
         raise UsageError(str(err)) from err
+    _check_references([plan.fixed, *plan.schedule.values()])
+    return plan
+
+
+def _check_references(sets: list[list[Path]]) -> None:
+    """Read every reference of the plan once, before any frame is decoded, so that a file the
+    core would refuse stops the run here and not after the frames before its segment.
+
+    Args:
+        sets: the references of each segment (an empty one is skipped).
+
+    Raises:
+        ImageReadError: a file that cannot be read.
+        ValueError: a reference the core refuses (too small, ...), or a segment whose
+            references are all gray (the message names the files).
+    """
+    from .. import read_image
+    from ..inputs import ImageError, check_reference
+
+    colour: dict[Path, bool] = {}
+    for paths in filter(None, sets):
+        for path in paths:
+            if path in colour:
+                continue
+            try:
+                check_reference(read_image(path).rgb(), allow_gray=False)
+                colour[path] = True
+            except ImageError as err:
+                if err.kind != "gray":
+                    raise ValueError(f"{path}: {err}") from err
+                colour[path] = False
+        if not any(colour[path] for path in paths):
+            raise ValueError(f"{', '.join(map(str, paths))}: no colour (R, G and B agree), so "
+                             "the frames would stay gray; pass a colour photo as the reference")
 
 
 def _colorized_frames(reader, plan, keyed: _Reference | None, models, config, temporal, args,
@@ -391,7 +427,7 @@ def _write(kind: str, output: Path, frames: Iterator, reader, args, progress):
 def run(args: argparse.Namespace) -> int:
     """Implementation of ``deepexemplar video``; returns the exit code."""
     from ..image_io import ImageReadError
-    from ..video import VideoReadError, VideoWriteError, open_video
+    from ..video import VideoReadError, open_video
 
     try:
         kind, output = _check_args(args)
@@ -445,10 +481,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted after {stats.frames} frames; nothing was written to {output}",
               file=sys.stderr)
         return exit_code_for(stop)
-    except (VideoReadError, VideoWriteError) as err:
-        print(f"error: {err}; nothing was written to {output}", file=sys.stderr)
-        return EXIT_INPUT
     except Exception as err:
+        code = exit_code_for(err)
+        if code != EXIT_ERROR:  # a file or input found bad on the way (e.g. an index's pick)
+            print(f"error: {err}; nothing was written to {output}", file=sys.stderr)
+            return code
         logger.debug("video processing failed", exc_info=True)
         print(f"error: processing failed: {type(err).__name__}: {err}; nothing was written to "
               f"{output}", file=sys.stderr)

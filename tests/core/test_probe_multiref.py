@@ -70,3 +70,102 @@ def test_input_errors_survive_pickling():
         back = pickle.loads(pickle.dumps(error))
         assert (type(back), str(back), back.name, back.kind) == (
             type(error), str(error), error.name, error.kind)
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([*args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_colorize_names_the_file_the_core_refuses(files, capsys):
+    base = [*COLORIZE, str(files / "target.png"), "-o", str(files / "out.png"), "-r",
+            str(files / "a.png")]
+    code, _, err = _run(capsys, *base, "-r", str(files / "tiny.png"))
+    assert code == EXIT_INPUT and f"{files / 'tiny.png'}: " in err and "references[" not in err
+    code, _, err = _run(capsys, *base, "-r", str(files / "b.png"), "--region",
+                        str(files / "zero.png"))
+    assert code == EXIT_INPUT and f"--region {files / 'zero.png'}: is empty" in err
+    assert "masks[" not in err and f"so {files / 'a.png'} would colour nothing" in err
+    code, _, err = _run(capsys, *base, "-r", str(files / "b.png"), "--region",
+                        str(files / "corrupt.png"))
+    assert code == EXIT_INPUT and "error: --region: " in err and "reference" not in err
+    assert not (files / "out.png").exists()
+
+
+def test_the_same_reference_twice_is_used_once(files, capsys):
+    (files / "sub").mkdir()
+    a, again = str(files / "a.png"), str(files / "sub" / ".." / "a.png")
+    target = str(files / "target.png")
+    assert _run(capsys, *COLORIZE, target, "-r", a, "-o", str(files / "one.png"))[0] == EXIT_OK
+    code, _, err = _run(capsys, *COLORIZE, target, "-r", a, "-r", again, "-o",
+                        str(files / "twice.png"))
+    # it was a set of two copies, and the metadata said the file coloured 0 % of the pixels
+    assert code == EXIT_OK and "given twice; used once" in err
+    twice = Image.open(files / "twice.png")
+    assert "deepexemplar:choice" not in twice.info
+    assert np.array_equal(np.asarray(twice), np.asarray(Image.open(files / "one.png")))
+    code, _, err = _run(capsys, *COLORIZE, target, "-r", a, "-r", again, "--region",
+                        str(files / "zero.png"), "-o", str(files / "region.png"))
+    assert code == EXIT_INPUT and "given twice, with a region" in err
+
+
+def test_ctrl_c_while_writing_intermediates_keeps_the_summary_true(files, capsys, monkeypatch):
+    from deepexemplar_core import intermediates
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(intermediates, "write_combo", interrupted)
+    out = files / "out"
+    code, stdout, _ = _run(capsys, *COLORIZE, str(files / "target.png"), str(files / "a.png"),
+                           "-r", str(files / "a.png"), "-r", str(files / "b.png"), "-o", str(out),
+                           "--save-intermediates", "--json")
+    summary = json.loads(stdout)
+    # the result was on disk but listed as "not reached", beside half of its intermediates
+    assert code == 130
+    assert summary["written"] == [str(out / "target_colorized.png")]
+    assert sorted(p.name for p in out.iterdir()) == ["target_colorized.png"]
+
+
+def test_references_with_the_same_name_keep_their_own_intermediates(files, capsys):
+    (files / "other").mkdir()
+    Image.open(files / "b.png").save(files / "other" / "a.png")
+    out = files / "out.png"
+    code, _, _ = _run(capsys, *COLORIZE, str(files / "target.png"), "-r", str(files / "a.png"),
+                      "-r", str(files / "other" / "a.png"), "-o", str(out),
+                      "--save-intermediates")
+    names = {p.name for p in (files / "out_intermediates").iterdir()}
+    assert code == EXIT_OK
+    assert {"target_a.txt", "target_a_2.txt", "target_a.combo", "target_a_2.combo"} <= names
+
+
+@pytest.mark.parametrize(("refs", "bad"), [
+    (["-r", "{f}/a.png", "-r", "{f}/tiny.png"], "tiny.png"),
+    (["-r", "{f}/corrupt.png"], "corrupt.png"),
+    (["-r", "{f}/gray.png"], "gray.png"),
+    (["--keyframes", "0={f}/a.png,2={f}/corrupt.png"], "corrupt.png"),
+    (["--keyframes", "0={f}/a.png,2={f}/gray.png"], "gray.png"),
+])
+def test_video_refuses_a_bad_reference_before_the_work(files, capsys, monkeypatch, refs, bad):
+    import deepexemplar_core.cli.video as command
+
+    # found only when its segment came (exit 5, "processing failed: ImageReadError")
+    monkeypatch.setattr(command, "load_models_from_args", lambda *a: pytest.fail("work started"))
+    args = [r.format(f=files) for r in refs]
+    code, _, err = _run(capsys, *VIDEO, str(files / "clip"), *args, "-o",
+                        str(files / "out.mp4"))
+    assert code == EXIT_INPUT and f"{files / bad}: " in err and "processing failed" not in err
+    assert not (files / "out.mp4").exists()
+
+
+@pytest.mark.parametrize(("schedule", "message"), [
+    ("", "--keyframes: is empty, so there is no entry within the clip; give FRAME=REFERENCE"),
+    (" , ", "--keyframes: is empty, so there is no entry within the clip; give FRAME="),
+    ("0=a.png,\u00b2=b.png", "expected FRAME=REFERENCE entries"),  # str.isdigit() says yes
+    ("0=a.png,-2=b.png", "with FRAME >= 0 (frames count from 0), got '-2=b.png'"),
+])
+def test_a_malformed_schedule_is_a_usage_error(files, capsys, schedule, message):
+    code, _, err = _run(capsys, *VIDEO, str(files / "clip"), "--keyframes", schedule, "-o",
+                        str(files / "out.mp4"))
+    assert code == EXIT_USAGE and message in err and "Traceback" not in err
