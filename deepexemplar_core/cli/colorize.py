@@ -345,7 +345,7 @@ def run_colorize(args: argparse.Namespace) -> int:
         print(f"error: reference: {err}", file=sys.stderr)
         return EXIT_INPUT
     try:
-        regions = [(path, None if str(path) == "-" else read_image(path).pixels.mean(dim=0))
+        regions = [(path, None if str(path) == "-" else _read_region(path))
                    for path in region_paths]
     except ImageReadError as err:
         print(f"error: --region: {err}", file=sys.stderr)
@@ -394,6 +394,16 @@ def run_colorize(args: argparse.Namespace) -> int:
         _report(jobs, models, args.json)
         return EXIT_ERROR
     return _report(jobs, models, args.json)
+
+
+def _read_region(path: Path):
+    """A ``--region`` file as an ``(H, W)`` mask in [0, 1]: white is the region, and so is
+    nothing transparent (a region painted on a transparent layer keeps any colour there)."""
+    from ..image_io import read_image
+
+    image = read_image(path)
+    mask = image.pixels.mean(dim=0)
+    return mask if image.alpha is None else mask * image.alpha[0]
 
 
 def _mark_existing(jobs: list[_Job], skip_existing: bool) -> None:
@@ -470,6 +480,13 @@ def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
     from ..image_io import ImageReadError
     from ..recommend import Index, IndexError_, pick_references
 
+    own = list(args.reference or [])
+    regions = getattr(args, "region", None) or []
+    if len(regions) > len(own):
+        print(f"error: --region: {len(regions)} regions for {len(own)} reference(s) of "
+              "yours; regions go with your -r references, in order (the index's picks take "
+              "none)", file=sys.stderr)
+        return EXIT_INPUT
     try:
         index = Index.load(args.reference_index)
     except (IndexError_, ValueError) as err:
@@ -482,7 +499,6 @@ def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
     if args.k < 1:
         print(f"error: -k: expected >= 1 references, got {args.k}", file=sys.stderr)
         return EXIT_INPUT
-    own = list(args.reference or [])
     mine = {path.resolve() for path in own}
     chosen: dict[tuple[Path, ...], list[Path]] = {}
     failed = False

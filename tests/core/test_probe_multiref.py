@@ -169,3 +169,30 @@ def test_a_malformed_schedule_is_a_usage_error(files, capsys, schedule, message)
     code, _, err = _run(capsys, *VIDEO, str(files / "clip"), "--keyframes", schedule, "-o",
                         str(files / "out.mp4"))
     assert code == EXIT_USAGE and message in err and "Traceback" not in err
+
+
+def test_a_region_painted_on_a_transparent_layer(files, capsys):
+    # white strokes on a transparent layer that stores white under the transparency too: the
+    # region was the whole target (alpha ignored), so reference a coloured everything
+    region = np.zeros((96, 192), np.uint8)
+    region[:, :96] = 255
+    layer = np.dstack([np.full((96, 192, 3), 255, np.uint8), region])
+    Image.fromarray(layer, "RGBA").save(files / "layer.png")
+    out = files / "out.png"
+    code, _, err = _run(capsys, *COLORIZE, str(files / "target.png"), "-r", str(files / "a.png"),
+                        "-r", str(files / "b.png"), "--region", str(files / "layer.png"), "-o",
+                        str(out))
+    share = json.loads(Image.open(out).info["deepexemplar:choice"])[str(files / "a.png")]
+    assert code == EXIT_OK, err
+    assert 0.3 < share < 0.6
+
+
+def test_regions_beyond_your_references_are_refused_with_an_index(files, capsys, monkeypatch):
+    import deepexemplar_core.recommend as recommend
+
+    # the second region went to whichever photo the index picked for each target
+    monkeypatch.setattr(recommend.Index, "load", lambda *a: pytest.fail("index was read"))
+    code, _, err = _run(capsys, *COLORIZE, str(files / "target.png"), "-r", str(files / "a.png"),
+                        "--region", str(files / "zero.png"), "--region", str(files / "zero.png"),
+                        "--reference-index", str(files), "-o", str(files / "out.png"))
+    assert code == EXIT_INPUT and "2 regions for 1 reference(s) of yours" in err
