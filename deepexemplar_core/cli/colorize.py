@@ -339,6 +339,10 @@ def run_colorize(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT
+    if len(refs) == 1 and region_paths and str(region_paths[0]) != "-":
+        print(f"warning: --region {region_paths[0]}: with one reference a region changes "
+              "nothing (no other reference colours the rest); give a -r for the rest too",
+              file=sys.stderr)
     try:
         references = [read_image(path) for path in refs]
     except ImageReadError as err:
@@ -507,7 +511,8 @@ def _run_with_index(args: argparse.Namespace, targets: list[Path]) -> int:
             references = [path for path in pick_references(index, target, args.k + len(own))
                           if path.resolve() not in mine][: args.k]
         except (ImageReadError, IndexError_, ValueError) as err:
-            print(f"error: {target}: {err}", file=sys.stderr)
+            named = "" if isinstance(err, ImageReadError) else f"{target}: "  # it names it
+            print(f"error: {named}{err}", file=sys.stderr)
             failed = True
             continue
         if len(references) < args.k:

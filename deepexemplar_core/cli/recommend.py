@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
             found = recommend(index, target, k=args.k, top_n=args.top_n, beta=args.beta,
                               restrict_class=not args.any_class)
         except (ImageReadError, ValueError) as err:  # this target only: the others go on
-            print(f"error: {target}: {err}", file=sys.stderr)
+            named = "" if isinstance(err, ImageReadError) else f"{target}: "  # it names it
+            print(f"error: {named}{err}", file=sys.stderr)
             failed = True
             continue
         results[str(target)] = [r.as_dict() for r in found]

@@ -196,3 +196,14 @@ def test_regions_beyond_your_references_are_refused_with_an_index(files, capsys,
                         "--region", str(files / "zero.png"), "--region", str(files / "zero.png"),
                         "--reference-index", str(files), "-o", str(files / "out.png"))
     assert code == EXIT_INPUT and "2 regions for 1 reference(s) of yours" in err
+
+
+def test_one_reference_with_a_region_says_the_region_changes_nothing(files, capsys):
+    target, a = str(files / "target.png"), str(files / "a.png")
+    Image.fromarray(np.full((96, 192), 255, np.uint8)).save(files / "all.png")
+    assert _run(capsys, *COLORIZE, target, "-r", a, "-o", str(files / "plain.png"))[0] == EXIT_OK
+    code, _, err = _run(capsys, *COLORIZE, target, "-r", a, "--region", str(files / "all.png"),
+                        "-o", str(files / "with.png"))
+    assert code == EXIT_OK and "with one reference a region changes nothing" in err
+    assert np.array_equal(np.asarray(Image.open(files / "with.png")),
+                          np.asarray(Image.open(files / "plain.png")))
