@@ -266,3 +266,21 @@ def test_several_references_colour_per_pixel_and_are_recorded(photo_tree, refere
         assert json.loads(meta["deepexemplar:references"]) == [str(reference), str(second)]
         assert sum(json.loads(meta["deepexemplar:choice"]).values()) == pytest.approx(1.0, abs=1e-3)
         assert meta["deepexemplar:choice"] == read_metadata(path)["deepexemplar:choice"]
+
+
+def test_a_set_with_a_reference_the_core_refuses_names_its_file(photo_tree, reference,
+                                                                 ray_address, tmp_path, capsys):
+    """The workers' setup error comes back through Ray pickled: it was an ImageError, which
+    could not be (``Failed to deserialize exception`` and a traceback, exit 5), naming
+    ``references[1]``."""
+    from PIL import Image
+
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(tiny)
+    output = tmp_path / "out"
+    code = main(["batch", str(photo_tree / "a"), "-o", str(output), "-r", str(reference), "-r",
+                 str(tiny), "--address", ray_address, *MODEL])
+    error = capsys.readouterr().err
+    assert code == EXIT_INPUT, error[-2000:]
+    assert f"{tiny}: reference: 8x8 is too small" in error and "deserialize" not in error
+    assert not list(output.rglob("*_colorized.png"))
