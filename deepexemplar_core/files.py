@@ -106,6 +106,7 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(temporary, 0o755)  # as a folder made by mkdir (mkdtemp's is 0o700)
         yield temporary
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

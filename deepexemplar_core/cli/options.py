@@ -106,14 +106,14 @@ def config_from_args(args: argparse.Namespace, *, motion: bool = False):
 
 def named(text: str, names: dict[str, object]) -> str:
     """A core message with files in place of the positions it names (``references[1]``,
-    ``masks[0]``, ``targets[2]``: the keys of ``names``).
+    ``masks[0]``: the keys of ``names``).
 
     Example:
         >>> named("masks[0]: is empty, so references[0] would colour nothing",
         ...       {"masks[0]": "--region m.png", "references[0]": "a.png"})
         '--region m.png: is empty, so a.png would colour nothing'
     """
-    return re.sub(r"\b(?:references|masks|targets)\[\d+\]",
+    return re.sub(r"\b(?:references|masks)\[\d+\]",
                   lambda found: str(names.get(found.group(0), found.group(0))), text)
 
 

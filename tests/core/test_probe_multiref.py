@@ -188,7 +188,7 @@ def test_a_region_painted_on_a_transparent_layer(files, capsys):
 
 
 def test_regions_beyond_your_references_are_refused_with_an_index(files, capsys, monkeypatch):
-    import deepexemplar_core.recommend as recommend
+    from deepexemplar_core import recommend
 
     # the second region went to whichever photo the index picked for each target
     monkeypatch.setattr(recommend.Index, "load", lambda *a: pytest.fail("index was read"))
