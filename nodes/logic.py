@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from deepexemplar_core.backbones import load_backbone as core_load_backbone
 from deepexemplar_core.colorizers import load_colorizer
-from deepexemplar_core.fusion import choice_image
+from deepexemplar_core.fusion import choice_image, resize_region
 from deepexemplar_core.inputs import (
     MAX_SIZE,  # noqa: F401 - widget bounds of the nodes
     MIN_SIDE,  # noqa: F401 - widget bounds of the nodes
@@ -189,16 +189,21 @@ def reference_to_core(image: object, node: str) -> torch.Tensor:
     return image_to_core(image, "reference", node)
 
 
-def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tensor] | None:
+def regions_to_core(mask: object, references: int, node: str,
+                    size: tuple[int, int] | None = None) -> list[torch.Tensor] | None:
     """ComfyUI ``MASK`` (one region per reference, in the batch's order) -> ``(H, W)`` masks.
 
     Args:
         mask: ``None``, or ``(N, H, W)`` / ``(H, W)`` float in [0, 1] drawn on the target.
         references: how many references the node got.
         node: name used in messages.
+        size: ``(H, W)`` of the targets: each mask must have their aspect ratio (the core's
+            :func:`~deepexemplar_core.fusion.resize_region` decides), checked here so that
+            the node with the 'regions' input says so, not a later one.
 
     Raises:
-        NodeInputError: not a MASK, or more regions than references.
+        NodeInputError: not a MASK, more regions than references, or a mask of another aspect
+            ratio than the targets.
 
     Example:
         >>> [m.shape for m in regions_to_core(torch.ones(1, 8, 8), 2, "ExemplarColorize")]
@@ -214,13 +219,23 @@ def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tens
         raise NodeInputError(node, f"'regions' holds {len(masks)} masks for {references} "
                              "reference(s).", "give one mask per reference image, in the "
                              "reference batch's order (batch the masks as the references).")
+    for k, region in enumerate(masks if size is not None else ()):
+        try:
+            resize_region(_input_name(f"masks[{k}]"), region, tuple(size))
+        except (ValueError, TypeError) as err:
+            raise NodeInputError(node, str(err), REGIONS_SIZE_FIX) from err
     return masks
 
 
+#: What fixes a region mask that does not fit the target, for the nodes' messages.
+REGIONS_SIZE_FIX = ("right-click the target's Load Image, Open in MaskEditor and paint it there, "
+                    "or crop the mask to the target's aspect ratio")
+
+
 #: What fixes a keyframe schedule, for the node's messages.
-KEYFRAMES_FIX = ('write FRAME=REFERENCE entries in frame order, frames 0-based, references '
-                 'numbered 1.. in the reference batch\'s order, e.g. "0=1,120=2,120=3" (from '
-                 'frame 120 on, references 2 and 3 together)')
+KEYFRAMES_FIX = ('write FRAME=REFERENCE entries separated by commas, in frame order, frames '
+                 '0-based, references numbered 1.. in the reference batch\'s order, e.g. '
+                 '"0=1,120=2,120=3" (from frame 120 on, references 2 and 3 together)')
 
 
 def keyframe_plan(text: str | None, frames: int, references: int,
@@ -259,7 +274,12 @@ def keyframe_plan(text: str | None, frames: int, references: int,
         for frame, refs in entries:
             positions = []
             for ref in refs:
-                if not ref.isdigit() or not 1 <= int(ref) <= references:
+                if not ref.isdigit():
+                    raise NodeInputError(
+                        node, f"'keyframes': frame {frame} names reference {ref!r}, which is "
+                              f"not a number (references are numbered 1..{references}).",
+                        KEYFRAMES_FIX)
+                if not 1 <= int(ref) <= references:
                     raise NodeInputError(
                         node, f"'keyframes': frame {frame} names reference {ref!r}, but the "
                               f"reference batch holds {references} image(s), numbered "
@@ -329,9 +349,11 @@ def confidence_mask(result: SimilarityResult | SetSimilarityResult,
     return conf[:, 0].clamp(0.0, 1.0).contiguous()
 
 
-def similarity_report(result: SimilarityResult | SetSimilarityResult) -> str:
+def similarity_report(result: SimilarityResult | SetSimilarityResult,
+                      match: MatchResult | SetMatchResult | None = None) -> str:
     """One line about a similarity stage: how many references, each one's share of the pixels
-    (the choice map) and the mean confidence.
+    (the choice map) and the mean confidence; with the ``match`` it came from, references are
+    numbered by their position in the reference batch and those left out (gray) are named.
 
     >>> from types import SimpleNamespace
     >>> similarity_report(SimpleNamespace(confidence=torch.full((1, 1, 4, 4), 0.5)))
@@ -341,10 +363,24 @@ def similarity_report(result: SimilarityResult | SetSimilarityResult) -> str:
     if not isinstance(result, SetSimilarityResult):
         return f"1 reference; mean confidence {confidence:.2f}"
     choice, count = result.fusion.choice, len(result.stages)
-    shares = ", ".join(f"{k + 1}: {100 * float((choice == k).float().mean()):.0f} %"
-                       for k in range(count))
-    return (f"{count} references (fused maps shown); share of the pixels per reference "
-            f"{shares}; mean confidence {confidence:.2f}")
+    positions = _batch_positions(match) or list(range(count))
+    shares = ", ".join(f"{p + 1}: {100 * float((choice == k).float().mean()):.0f} %"
+                       for k, p in enumerate(positions))
+    text = (f"{count} reference{'s' * (count > 1)} (fused maps shown); share of the pixels per "
+            f"reference {shares}; mean confidence {confidence:.2f}")
+    if isinstance(match, SetMatchResult) and match.references.skipped:
+        given = len(positions) + len(match.references.skipped)
+        left = ", ".join(str(p + 1) for p in range(given) if p not in positions)
+        text += f"; left out (no colour): {left}"
+    return text
+
+
+def _batch_positions(match: MatchResult | SetMatchResult | None) -> list[int] | None:
+    """Per reference of a several-reference match, its position in the reference batch (gray
+    ones were left out); ``None`` for one reference or no match."""
+    if isinstance(match, SetMatchResult):
+        return list(match.references.positions) or None
+    return None
 
 
 # ----------------------------------------------------------------------------- weights
@@ -666,7 +702,8 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                               match=match.match, similarity=stage,
                               chunk_size=FRAMES_PER_CHUNK)
             if choices is not None:
-                choices.extend(_choice_map(inter, j, image, output_device)
+                positions = _batch_positions(match.match)
+                choices.extend(_choice_map(inter, j, image, output_device, positions)
                                for inter in result.intermediates
                                for j, image in enumerate(result.images[i] for i in inter.indices))
             return [image.to(output_device) for image in result.images]
@@ -677,13 +714,14 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
         results = colorize_iter(target, refs, models, config, chunk_size=FRAMES_PER_CHUNK,
                                 progress=report, output_device=output_device,
                                 keep_intermediates=choices is not None)
+        positions = list(refs.positions) if isinstance(refs, ReferenceSet) else None
         images = []
         for done in results:
             images.append(done.image)
             if choices is not None:
                 group = done.intermediates
                 choices.append(_choice_map(group, group.indices.index(done.index), done.image,
-                                           output_device))
+                                           output_device, positions))
         return images
 
 
@@ -723,7 +761,8 @@ def _choice_map(group, row: int, image: torch.Tensor, device: torch.device | str
     at the size of its finished ``image`` (nearest upsampling).
 
     ``positions``: the batch position of each reference of the target's set (a schedule's
-    segment), so that the colours name references of the whole batch.
+    segment, or a batch that gray references were left out of), so that the colours name
+    references of the whole batch.
     """
     choice = group.choice[row][None]
     if positions is not None:

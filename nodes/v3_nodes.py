@@ -215,7 +215,8 @@ class DenseMatch(io.ComfyNode):
         node = "DenseMatch"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
-        masks = logic.regions_to_core(regions, reference_t.shape[0], node)
+        masks = logic.regions_to_core(regions, reference_t.shape[0], node,
+                                      tuple(target_t.shape[-2:]))
         config = logic.make_config(node, size, frames=target_t.shape[0])
         models = _models(backbone, None, node)
         match = logic.run_match(models, target_t, reference_t, config, node,
@@ -270,7 +271,7 @@ class SimilarityMaps(io.ComfyNode):
             logic.similarity_grid(result).to(out),
             logic.warped_preview(result).to(out),
             logic.confidence_mask(result, correspondence.match.original_size).to(out),
-            logic.similarity_report(result),
+            logic.similarity_report(result, correspondence.match),
         )
 
 
@@ -335,7 +336,8 @@ class ExemplarColorize(io.ComfyNode):
         node = "ExemplarColorize"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
-        masks = logic.regions_to_core(regions, reference_t.shape[0], node)
+        masks = logic.regions_to_core(regions, reference_t.shape[0], node,
+                                      tuple(target_t.shape[-2:]))
         plan = logic.keyframe_plan(keyframes, target_t.shape[0], reference_t.shape[0], node)
         config = logic.make_config(node, size, strength, upsample, frames=target_t.shape[0])
         models = _models(backbone, colornet, node)

@@ -284,3 +284,47 @@ def test_keyframe_mistakes_are_phrased_and_entries_past_the_end_dropped(logic, l
                            logic.reference_to_core(references[:1], node),
                            logic.make_config(node, SIZE, frames=8), node, match=object(),
                            plan=plan)
+
+
+# ----------------------------------------------------------------------------- probed mistakes
+
+
+def test_a_gray_reference_left_out_keeps_the_batch_numbering(logic, lite, halves):
+    """A gray image first in the reference batch is left out: the choice map and the report
+    still name the colour one as reference 2 (they said 1), and Dense Match -> Colorize with
+    the same batch runs (it was refused as 'other references')."""
+    target, references = halves
+    batch = torch.stack([references[0].mean(-1, keepdim=True).expand(-1, -1, 3), references[1]])
+    core_t, refs = (logic.image_to_core(target, "target", "n"),
+                    logic.reference_to_core(batch, "n"))
+    config = logic.make_config("n", SIZE)
+    choices = []
+    alone = logic.run_colorize(lite, core_t, refs, config, "n", choices=choices)
+    assert _share(choices, GREEN) == [1.0]
+    match = logic.MatchHandle(logic.run_match(lite, core_t, refs, config, "DenseMatch"), None)
+    staged_choices = []
+    staged = logic.run_colorize(lite, core_t, refs, config, "ExemplarColorize", match=match,
+                                choices=staged_choices)
+    assert torch.equal(staged[0], alone[0]) and _share(staged_choices, GREEN) == [1.0]
+    report = logic.similarity_report(logic.run_similarity(lite, match.match, "n"), match.match)
+    assert report.startswith("1 reference (fused maps shown); share of the pixels per "
+                             "reference 2: 100 %") and report.endswith("left out (no colour): 1")
+
+
+def test_a_region_of_another_aspect_is_refused_by_the_node_that_takes_it(logic):
+    """Dense Match refused such a mask only later, in Similarity Maps ('masks[0]: ...', with a
+    fix about that node's inputs, which has no 'regions')."""
+    with pytest.raises(logic.NodeInputError, match=r"^DeepExemplar Dense Match: 'regions' \(mask "
+                                                   r"0 of the batch\): a 30x30 mask does not "
+                                                   r"fit a 192x96 target.*Fix: .*MaskEditor"):
+        logic.regions_to_core(torch.ones(2, 30, 30), 2, "DenseMatch", (96, 192))
+    good = logic.regions_to_core(torch.ones(1, 48, 96), 2, "DenseMatch", (96, 192))
+    assert [m.shape for m in good] == [(48, 96)]  # the same aspect at another size is fine
+
+
+@pytest.mark.parametrize("text", ["0=1;4=2", "0=1\n4=2", "0=a.png", "0=1.5"])
+def test_a_keyframe_reference_that_is_no_number_says_so(logic, text):
+    with pytest.raises(logic.NodeInputError, match=r"names reference '.*', which is not a "
+                                                   r"number \(references are numbered 1\.\.2\)"
+                                                   r".*separated by commas"):
+        logic.keyframe_plan(text, 8, 2, "ExemplarColorize")
