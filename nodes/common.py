@@ -64,6 +64,19 @@ def progress_relay(node_id: str | None) -> logic.Report:
     return report
 
 
+def show_notes(node_id: str | None, notes: list[str]) -> None:
+    """Show sentences about the run on the node in the page (ComfyUI's text preview under the
+    node, as core nodes show theirs), e.g. inputs that were left out while the rest of the work
+    was done; they are in the console's log too. Nothing without notes or a server."""
+    if not notes or node_id is None:
+        return
+    from server import PromptServer  # ComfyUI's; imported here, where a server runs
+
+    server = getattr(PromptServer, "instance", None)
+    if server is not None:
+        server.send_progress_text("\n".join(notes), node_id)
+
+
 def patcher(module: torch.nn.Module) -> object:
     """Wrap a network so ComfyUI's memory manager can load and evict it (None if no weights)."""
     if next(module.parameters(), None) is None:

@@ -238,8 +238,8 @@ KEYFRAMES_FIX = ('write FRAME=REFERENCE entries separated by commas, in frame or
                  '"0=1,120=2,120=3" (from frame 120 on, references 2 and 3 together)')
 
 
-def keyframe_plan(text: str | None, frames: int, references: int,
-                  node: str) -> ReferencePlan | None:
+def keyframe_plan(text: str | None, frames: int, references: int, node: str,
+                  notes: list[str] | None = None) -> ReferencePlan | None:
     """``keyframes`` (``"0=1,120=2,120=3"``) -> the core's plan over positions in the reference
     batch, with the command line's meaning (``deepexemplar video --keyframes``): from that frame
     on, that reference; the same frame twice gives a set.
@@ -247,9 +247,10 @@ def keyframe_plan(text: str | None, frames: int, references: int,
     Args:
         text: the node's input; empty or ``None``: no schedule.
         frames: frames in the target batch (entries at or past it are dropped with a warning in
-            ComfyUI's console, the rest is used).
+            ComfyUI's console and in ``notes``, the rest is used).
         references: images in the reference batch (references are numbered 1..references).
         node: name used in messages.
+        notes: if given, receives one sentence per dropped entry (for the page).
 
     Returns:
         The plan (references as 0-based batch positions), or ``None`` without a schedule.
@@ -270,6 +271,8 @@ def keyframe_plan(text: str | None, frames: int, references: int,
                                            example='"0=1,120=2"')
         for sentence in dropped:
             logger.warning("DeepExemplar %s: %s", NODE_TITLES.get(node, node), sentence)
+        if notes is not None:
+            notes.extend(_sentence(sentence) for sentence in dropped)
         schedule = []
         for frame, refs in entries:
             positions = []
@@ -368,11 +371,37 @@ def similarity_report(result: SimilarityResult | SetSimilarityResult,
                        for k, p in enumerate(positions))
     text = (f"{count} reference{'s' * (count > 1)} (fused maps shown); share of the pixels per "
             f"reference {shares}; mean confidence {confidence:.2f}")
-    if isinstance(match, SetMatchResult) and match.references.skipped:
-        given = len(positions) + len(match.references.skipped)
-        left = ", ".join(str(p + 1) for p in range(given) if p not in positions)
-        text += f"; left out (no colour): {left}"
+    left = _left_out(match)
+    if left:
+        text += f"; left out (no colour): {', '.join(str(p + 1) for p in left)}"
     return text
+
+
+def _left_out(references: ReferenceSet | SetMatchResult | object,
+              positions: Sequence[int] | None = None) -> list[int]:
+    """Batch positions of the gray references left out of a set (``[]`` for anything else).
+
+    ``positions``: the batch position of each image the set was prepared from (a schedule's
+    segment); by default the set was prepared from the whole batch.
+    """
+    if isinstance(references, SetMatchResult):
+        references = references.references
+    if not isinstance(references, ReferenceSet) or not references.skipped:
+        return []
+    given = range(len(references.positions) + len(references.skipped))
+    batch = list(positions) if positions is not None else list(given)
+    return [batch[p] for p in given if p not in references.positions]
+
+
+def left_out_notes(references: ReferenceSet | SetMatchResult | object,
+                   positions: Sequence[int] | None = None) -> list[str]:
+    """One sentence per gray reference left out of a set, for the page (see :func:`_left_out`).
+
+    >>> left_out_notes(ReferenceSet((), (), positions=(1,), skipped=("references[0]: ...",)))
+    ['reference 1 of the batch has no colour (R, G and B agree): left out, the others colour the target.']
+    """
+    return [f"reference {p + 1} of the batch has no colour (R, G and B agree): left out, the "
+            "others colour the target." for p in _left_out(references, positions)]
 
 
 def _batch_positions(match: MatchResult | SetMatchResult | None) -> list[int] | None:
@@ -649,7 +678,8 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                  output_device: torch.device | str = "cpu",
                  regions: list[torch.Tensor] | None = None,
                  choices: list[torch.Tensor] | None = None,
-                 plan: ReferencePlan | None = None) -> list[torch.Tensor]:
+                 plan: ReferencePlan | None = None,
+                 notes: list[str] | None = None) -> list[torch.Tensor]:
     """Colorize a batch of targets: one streaming core call, or one call on precomputed stages.
 
     The reference's features are computed once; the frames go through the core in one
@@ -676,6 +706,7 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
             size (:func:`~deepexemplar_core.fusion.choice_image`: red = the first reference of
             the batch).
         plan: from :func:`keyframe_plan`: which references of the batch colour which frames.
+        notes: if given, receives a sentence per reference left out (:func:`left_out_notes`).
 
     Returns:
         One ``(3, H, W)`` float32 image in [0, 1] per target, at the input resolution.
@@ -697,6 +728,7 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
     with core_errors(node):
         if match is not None:
             check_match_references(match.match, reference.shape[0], regions)
+            _extend(notes, left_out_notes(match.match))
             stage = None if similarity is None else similarity.result
             result = colorize(target.to(models.device), None, models, config,
                               match=match.match, similarity=stage,
@@ -709,8 +741,9 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
             return [image.to(output_device) for image in result.images]
         if plan is not None:
             return _colorize_scheduled(models, target, reference, config, plan, report,
-                                       output_device, regions, choices)
+                                       output_device, regions, choices, notes)
         refs = _references(models, reference, config, regions)
+        _extend(notes, left_out_notes(refs))
         results = colorize_iter(target, refs, models, config, chunk_size=FRAMES_PER_CHUNK,
                                 progress=report, output_device=output_device,
                                 keep_intermediates=choices is not None)
@@ -729,7 +762,8 @@ def _colorize_scheduled(models: Models, target: torch.Tensor, reference: torch.T
                         config: ColorizeConfig, plan: ReferencePlan, report: Report | None,
                         output_device: torch.device | str,
                         regions: list[torch.Tensor] | None,
-                        choices: list[torch.Tensor] | None) -> list[torch.Tensor]:
+                        choices: list[torch.Tensor] | None,
+                        notes: list[str] | None) -> list[torch.Tensor]:
     """:func:`run_colorize` with a keyframe schedule (inside :func:`core_errors`)."""
     refs = reference.to(models.device)
     masks = list(regions or [])
@@ -739,6 +773,7 @@ def _colorize_scheduled(models: Models, target: torch.Tensor, reference: torch.T
         if len(positions) == 1 and own[0] is None:  # the one-reference path
             return prepare_reference(models, refs[positions[0]], config), positions
         prepared = prepare_references(models, refs[positions], config, masks=own)
+        _extend(notes, left_out_notes(prepared, positions))
         return prepared, [positions[k] for k in prepared.positions]
 
     images = []
@@ -753,6 +788,12 @@ def _colorize_scheduled(models: Models, target: torch.Tensor, reference: torch.T
             choices.append(_choice_map(group, group.indices.index(done.index), done.image,
                                        output_device, segment.references))
     return images
+
+
+def _extend(notes: list[str] | None, sentences: list[str]) -> None:
+    """Add ``sentences`` not yet in ``notes`` (when there is a list to add them to)."""
+    if notes is not None:
+        notes.extend(s for s in sentences if s not in notes)
 
 
 def _choice_map(group, row: int, image: torch.Tensor, device: torch.device | str,

@@ -298,14 +298,25 @@ def test_a_gray_reference_left_out_keeps_the_batch_numbering(logic, lite, halves
     core_t, refs = (logic.image_to_core(target, "target", "n"),
                     logic.reference_to_core(batch, "n"))
     config = logic.make_config("n", SIZE)
-    choices = []
-    alone = logic.run_colorize(lite, core_t, refs, config, "n", choices=choices)
+    choices, notes = [], []
+    alone = logic.run_colorize(lite, core_t, refs, config, "n", choices=choices, notes=notes)
     assert _share(choices, GREEN) == [1.0]
+    # the page shows it on the node (ComfyUI's text preview), not only the console
+    assert notes == [("reference 1 of the batch has no colour (R, G and B agree): left out, the "
+                      "others colour the target.")]
     match = logic.MatchHandle(logic.run_match(lite, core_t, refs, config, "DenseMatch"), None)
+    assert logic.left_out_notes(match.match) == notes
     staged_choices = []
     staged = logic.run_colorize(lite, core_t, refs, config, "ExemplarColorize", match=match,
                                 choices=staged_choices)
     assert torch.equal(staged[0], alone[0]) and _share(staged_choices, GREEN) == [1.0]
+    scheduled, plan_notes = [], []
+    plan = logic.keyframe_plan("0=2,0=1,5=1", 1, 2, "ExemplarColorize", plan_notes)
+    logic.run_colorize(lite, core_t, refs, config, "n", plan=plan, choices=scheduled,
+                       notes=plan_notes)
+    assert _share(scheduled, GREEN) == [1.0]
+    assert plan_notes == [("'keyframes': frame 5 is past the clip's end (it has 1 frames); 1 "
+                           "is not used."), *notes]
     report = logic.similarity_report(logic.run_similarity(lite, match.match, "n"), match.match)
     assert report.startswith("1 reference (fused maps shown); share of the pixels per "
                              "reference 2: 100 %") and report.endswith("left out (no colour): 1")
