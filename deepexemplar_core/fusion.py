@@ -154,7 +154,7 @@ def resize_region(name: str, mask: torch.Tensor, size: tuple[int, int]) -> torch
     _checks.check_finite(name, mask)
     _checks.check_range(name, mask, 0.0, 1.0)
     (h, w), (mh, mw) = size, mask.shape
-    if abs((mw / mh) / (w / h) - 1.0) > ASPECT_TOLERANCE:
+    if abs((mw / mh) / (w / h) - 1.0) > ASPECT_TOLERANCE + 8 / h + 8 / w:  # sizes floored to 8
         raise ValueError(f"{name}: a {mw}x{mh} mask does not fit a {w}x{h} target (another "
                          "aspect ratio); draw the region on the target itself")
     out = mask[None, None]

@@ -339,3 +339,26 @@ def test_a_keyframe_reference_that_is_no_number_says_so(logic, text):
                                                    r"number \(references are numbered 1\.\.2\)"
                                                    r".*separated by commas"):
         logic.keyframe_plan(text, 8, 2, "ExemplarColorize")
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_regions_work_at_the_smallest_sizes(logic, lite, halves, size):
+    """A working size is floored to a multiple of 8, which changes a wide photo's aspect ratio
+    at small sizes (375x192 -> 56x32 at 32, template 7): its own mask was refused as 'another
+    aspect ratio'."""
+    target, references = halves
+    target = torch.nn.functional.interpolate(target.movedim(-1, 1), size=(192, 375),
+                                             mode="area").movedim(1, -1)
+    mask = _regions(375, 192)
+    node = "ExemplarColorize"
+    choices = []
+    images = logic.run_colorize(lite, logic.image_to_core(target, "target", node),
+                                logic.reference_to_core(references, node),
+                                logic.make_config(node, size), node, choices=choices,
+                                regions=logic.regions_to_core(mask, 2, node, (192, 375)))
+    assert images[0].shape == (3, 192, 375)
+    # the region decided: the first reference colours the right quarter (but for the soft seam
+    # at its edge), nothing on the left half
+    first = (choices[0].movedim(0, -1) - RED).abs().sum(-1) < 1e-3
+    assert float(first[:, -375 // 4:].float().mean()) > 0.85
+    assert not bool(first[:, : 375 // 2].any())
