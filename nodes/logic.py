@@ -26,6 +26,7 @@ from deepexemplar_core.inputs import (
     MAX_SIZE,  # noqa: F401 - widget bounds of the nodes
     MIN_SIDE,  # noqa: F401 - widget bounds of the nodes
     InputError,
+    check_reference,
 )
 from deepexemplar_core.models import Models, check_compatible
 from deepexemplar_core.pipeline import (
@@ -740,7 +741,7 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                                for j, image in enumerate(result.images[i] for i in inter.indices))
             return [image.to(output_device) for image in result.images]
         if plan is not None:
-            return _colorize_scheduled(models, target, reference, config, plan, report,
+            return _colorize_scheduled(models, target, reference, config, node, plan, report,
                                        output_device, regions, choices, notes)
         refs = _references(models, reference, config, regions)
         _extend(notes, left_out_notes(refs))
@@ -759,12 +760,14 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
 
 
 def _colorize_scheduled(models: Models, target: torch.Tensor, reference: torch.Tensor,
-                        config: ColorizeConfig, plan: ReferencePlan, report: Report | None,
+                        config: ColorizeConfig, node: str, plan: ReferencePlan,
+                        report: Report | None,
                         output_device: torch.device | str,
                         regions: list[torch.Tensor] | None,
                         choices: list[torch.Tensor] | None,
                         notes: list[str] | None) -> list[torch.Tensor]:
     """:func:`run_colorize` with a keyframe schedule (inside :func:`core_errors`)."""
+    _refuse_gray_segments(reference, plan, node)
     refs = reference.to(models.device)
     masks = list(regions or [])
 
@@ -788,6 +791,38 @@ def _colorize_scheduled(models: Models, target: torch.Tensor, reference: torch.T
             choices.append(_choice_map(group, group.indices.index(done.index), done.image,
                                        output_device, segment.references))
     return images
+
+
+def _refuse_gray_segments(reference: torch.Tensor, plan: ReferencePlan, node: str) -> None:
+    """Refuse, before any frame is coloured, a schedule entry whose references are all gray
+    (the core refuses it only when the clip reaches that frame, naming no frame or reference).
+
+    Raises:
+        NodeInputError: names the entry's frame and references.
+        ImageError: a reference the core refuses for another reason (phrased by the caller's
+            :func:`core_errors`).
+    """
+    gray: dict[int, bool] = {}
+    for frame, positions in sorted(plan.schedule.items()):
+        for position in positions:
+            if position not in gray:
+                try:
+                    check_reference(reference[position], allow_gray=False)
+                    gray[position] = False
+                except InputError as err:
+                    if err.kind != "gray":
+                        raise
+                    gray[position] = True
+        if all(gray[p] for p in positions):
+            named = list(dict.fromkeys(p + 1 for p in positions))
+            one = len(named) == 1
+            raise NodeInputError(
+                node, f"'keyframes': from frame {frame} on, reference "
+                      f"{' and '.join(map(str, named))} of the batch colour{'s' * one} the "
+                      f"frames, but {'it has' if one else 'they have'} no colour (R, G and B "
+                      "agree).",
+                "name a colour reference of the batch for that frame, or batch a colour photo "
+                "at that position.")
 
 
 def _extend(notes: list[str] | None, sentences: list[str]) -> None:

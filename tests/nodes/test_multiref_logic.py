@@ -362,3 +362,25 @@ def test_regions_work_at_the_smallest_sizes(logic, lite, halves, size):
     first = (choices[0].movedim(0, -1) - RED).abs().sum(-1) < 1e-3
     assert float(first[:, -375 // 4:].float().mean()) > 0.85
     assert not bool(first[:, : 375 // 2].any())
+
+
+@pytest.mark.parametrize(("keyframes", "message"), [
+    ("0=1,4=2", (r"from frame 4 on, reference 2 of the batch colours the frames, but it has "
+                 r"no colour")),
+    ("0=2,0=2,4=1", (r"from frame 0 on, reference 2 of the batch colours the frames, but it "
+                     r"has no colour"))])
+def test_a_keyframe_of_gray_references_only_is_refused_before_any_work(logic, lite, two_shots,
+                                                                       keyframes, message):
+    """The core refused it only when the clip reached that frame (a long clip's work lost),
+    as 'reference: has no colour', naming no frame and no reference of the batch."""
+    clip, references = two_shots
+    references = torch.stack([references[0], references[1].mean(-1, keepdim=True)
+                              .expand(-1, -1, 3)])
+    progress = []
+    with pytest.raises(logic.NodeInputError, match=r"^DeepExemplar Colorize: 'keyframes': "
+                                                   + message + r".*Fix: name a colour reference"):
+        _run(logic, lite, clip, references, keyframes, report=lambda *a: progress.append(a))
+    assert progress == []
+    choices = []  # a set with a colour reference beside the gray one is fine
+    _run(logic, lite, clip, references, "0=2,0=1", choices=choices)
+    assert _share(choices, RED) == [1.0] * 8
