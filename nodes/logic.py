@@ -728,7 +728,9 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                              "disconnect 'correspondence'/'similarity' to use a schedule.")
     with core_errors(node):
         if match is not None:
-            check_match_references(match.match, reference.shape[0], regions)
+            left = _left_out(match.match)  # their regions were left out with them
+            check_match_references(match.match, reference.shape[0], None if regions is None else
+                                   [None if k in left else m for k, m in enumerate(regions)])
             _extend(notes, left_out_notes(match.match))
             stage = None if similarity is None else similarity.result
             result = colorize(target.to(models.device), None, models, config,

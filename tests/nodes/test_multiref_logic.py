@@ -384,3 +384,29 @@ def test_a_keyframe_of_gray_references_only_is_refused_before_any_work(logic, li
     choices = []  # a set with a colour reference beside the gray one is fine
     _run(logic, lite, clip, references, "0=2,0=1", choices=choices)
     assert _share(choices, RED) == [1.0] * 8
+
+
+def test_the_same_regions_on_both_nodes_pass_when_a_gray_reference_was_left_out(logic, lite,
+                                                                               halves):
+    """Dense Match and Colorize given the same batch (a gray image first, with its region) and
+    the same regions: Colorize refused them as 'region 0 differs from the one the match was
+    fused with' (that region was left out with its gray reference)."""
+    target, references = halves
+    batch = torch.stack([references[0].mean(-1, keepdim=True).expand(-1, -1, 3), references[1]])
+    core_t, refs = (logic.image_to_core(target, "target", "n"),
+                    logic.reference_to_core(batch, "n"))
+    masks = torch.zeros(2, SIZE, 2 * SIZE)
+    masks[0, :, SIZE:], masks[1, :, :SIZE] = 1.0, 1.0
+    config = logic.make_config("n", SIZE)
+    for regions in (masks[:1], masks):
+        own = logic.regions_to_core(regions, 2, "n", (SIZE, 2 * SIZE))
+        match = logic.MatchHandle(logic.run_match(lite, core_t, refs, config, "DenseMatch",
+                                                  regions=own), None)
+        staged = logic.run_colorize(lite, core_t, refs, config, "ExemplarColorize", match=match,
+                                    regions=own)
+        alone = logic.run_colorize(lite, core_t, refs, config, "n", regions=own)
+        assert torch.equal(staged[0], alone[0])
+    other = logic.regions_to_core(masks.flip(0), 2, "n", (SIZE, 2 * SIZE))
+    with pytest.raises(logic.NodeInputError, match=r"region 1 differs"):
+        logic.run_colorize(lite, core_t, refs, config, "ExemplarColorize", match=match,
+                           regions=other)
