@@ -275,6 +275,9 @@ def _set_references(client: ComfyClient, workflow: dict, references: list[Path])
         titles = ", ".join(f"'{workflow[n]['_meta']['title']}'" for n in nodes)
         raise ComfyError(f"{len(references)} --reference image(s) for {len(nodes)} reference "
                          f"node(s) ({titles}); give --reference once per node, in that order")
+    missing = [str(path) for path in references if not Path(path).is_file()]
+    if missing:
+        raise ComfyError(f"--reference {', '.join(missing)}: not a file")
     for node_id, path in zip(nodes, references, strict=True):
         workflow[node_id]["inputs"]["image"] = client.upload_image(path)
 
@@ -373,7 +376,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="workflow JSON (API format, or UI format converted via the server)")
     parser.add_argument("--inputs", type=Path, required=True, help="folder of input images")
     parser.add_argument("--output", type=Path, required=True, help="folder for the results")
-    parser.add_argument("--reference", type=Path, action="append",
+    parser.add_argument("-r", "--reference", type=Path, action="append",
                         help="colour reference to upload once; repeat for a workflow with "
                              "several reference nodes (in the order of their titles)")
     parser.add_argument("--target-node", help="id of the LoadImage node receiving each input")
@@ -396,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     client = ComfyClient(args.url, retries=args.retries)
     try:
         workflow = load_workflow(args.workflow, client)
+    except (ComfyError, OSError, ValueError) as err:  # no such file, not JSON, no server
+        print(f"error: --workflow {args.workflow}: {err}", file=sys.stderr)
+        return 2
+    try:
         results = run_batch(client, workflow, inputs, args.output, target_node=args.target_node,
                             reference=args.reference, timeout=args.timeout,
                             include_previews=args.include_previews)

@@ -205,14 +205,16 @@ def _prepared(models: Models, reference: torch.Tensor | PreparedReference | Sequ
     checked to fit when it already is.
 
     Several references give a :class:`ReferenceSet`; a set of one without a region is that one
-    :class:`PreparedReference` (the one-reference path, pixel for pixel).
+    :class:`PreparedReference` (the one-reference path, pixel for pixel), unless gray ones were
+    left out of it: the set keeps saying which (a staged run checks the references again).
     """
     if _is_several(reference):
         refs = reference if isinstance(reference, ReferenceSet) else prepare_references(
             models, reference, config)
         refs = dataclasses.replace(refs, references=tuple(
             _prepared_one(models, r, config) for r in refs.references))
-        return refs.references[0] if len(refs) == 1 and refs.masks[0] is None else refs
+        alone = len(refs) == 1 and refs.masks[0] is None and not refs.skipped
+        return refs.references[0] if alone else refs
     return _prepared_one(models, reference, config)
 
 

@@ -64,6 +64,33 @@ def progress_relay(node_id: str | None) -> logic.Report:
     return report
 
 
+#: Ids of the nodes whose last run showed notes in the page (:func:`show_notes` blanks them).
+_NOTED: set[str] = set()
+
+
+def show_notes(node_id: str | None, notes: list[str]) -> None:
+    """Show sentences about the run on the node in the page (ComfyUI's text preview under the
+    node, as core nodes show theirs), e.g. inputs that were left out while the rest of the work
+    was done; they are in the console's log too.
+
+    A run without notes blanks what an earlier run of that node showed (the page keeps a text
+    preview until it gets another, and ignores an empty one); nothing is sent otherwise, or
+    without a server.
+    """
+    if node_id is None or not (notes or node_id in _NOTED):
+        return
+    from server import PromptServer  # ComfyUI's; imported here, where a server runs
+
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return
+    server.send_progress_text("\n".join(notes) or " ", node_id)
+    if notes:
+        _NOTED.add(node_id)
+    else:
+        _NOTED.discard(node_id)
+
+
 def patcher(module: torch.nn.Module) -> object:
     """Wrap a network so ComfyUI's memory manager can load and evict it (None if no weights)."""
     if next(module.parameters(), None) is None:

@@ -21,11 +21,12 @@ import torch.nn.functional as F
 
 from deepexemplar_core.backbones import load_backbone as core_load_backbone
 from deepexemplar_core.colorizers import load_colorizer
-from deepexemplar_core.fusion import choice_image
+from deepexemplar_core.fusion import choice_image, resize_region
 from deepexemplar_core.inputs import (
     MAX_SIZE,  # noqa: F401 - widget bounds of the nodes
     MIN_SIDE,  # noqa: F401 - widget bounds of the nodes
     InputError,
+    check_reference,
 )
 from deepexemplar_core.models import Models, check_compatible
 from deepexemplar_core.pipeline import (
@@ -189,16 +190,21 @@ def reference_to_core(image: object, node: str) -> torch.Tensor:
     return image_to_core(image, "reference", node)
 
 
-def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tensor] | None:
+def regions_to_core(mask: object, references: int, node: str,
+                    size: tuple[int, int] | None = None) -> list[torch.Tensor] | None:
     """ComfyUI ``MASK`` (one region per reference, in the batch's order) -> ``(H, W)`` masks.
 
     Args:
         mask: ``None``, or ``(N, H, W)`` / ``(H, W)`` float in [0, 1] drawn on the target.
         references: how many references the node got.
         node: name used in messages.
+        size: ``(H, W)`` of the targets: each mask must have their aspect ratio (the core's
+            :func:`~deepexemplar_core.fusion.resize_region` decides), checked here so that
+            the node with the 'regions' input says so, not a later one.
 
     Raises:
-        NodeInputError: not a MASK, or more regions than references.
+        NodeInputError: not a MASK, more regions than references, or a mask of another aspect
+            ratio than the targets.
 
     Example:
         >>> [m.shape for m in regions_to_core(torch.ones(1, 8, 8), 2, "ExemplarColorize")]
@@ -214,17 +220,27 @@ def regions_to_core(mask: object, references: int, node: str) -> list[torch.Tens
         raise NodeInputError(node, f"'regions' holds {len(masks)} masks for {references} "
                              "reference(s).", "give one mask per reference image, in the "
                              "reference batch's order (batch the masks as the references).")
+    for k, region in enumerate(masks if size is not None else ()):
+        try:
+            resize_region(_input_name(f"masks[{k}]"), region, tuple(size))
+        except (ValueError, TypeError) as err:
+            raise NodeInputError(node, str(err), REGIONS_SIZE_FIX) from err
     return masks
 
 
+#: What fixes a region mask that does not fit the target, for the nodes' messages.
+REGIONS_SIZE_FIX = ("right-click the target's Load Image, Open in MaskEditor and paint it there, "
+                    "or crop the mask to the target's aspect ratio")
+
+
 #: What fixes a keyframe schedule, for the node's messages.
-KEYFRAMES_FIX = ('write FRAME=REFERENCE entries in frame order, frames 0-based, references '
-                 'numbered 1.. in the reference batch\'s order, e.g. "0=1,120=2,120=3" (from '
-                 'frame 120 on, references 2 and 3 together)')
+KEYFRAMES_FIX = ('write FRAME=REFERENCE entries separated by commas, in frame order, frames '
+                 '0-based, references numbered 1.. in the reference batch\'s order, e.g. '
+                 '"0=1,120=2,120=3" (from frame 120 on, references 2 and 3 together)')
 
 
-def keyframe_plan(text: str | None, frames: int, references: int,
-                  node: str) -> ReferencePlan | None:
+def keyframe_plan(text: str | None, frames: int, references: int, node: str,
+                  notes: list[str] | None = None) -> ReferencePlan | None:
     """``keyframes`` (``"0=1,120=2,120=3"``) -> the core's plan over positions in the reference
     batch, with the command line's meaning (``deepexemplar video --keyframes``): from that frame
     on, that reference; the same frame twice gives a set.
@@ -232,9 +248,10 @@ def keyframe_plan(text: str | None, frames: int, references: int,
     Args:
         text: the node's input; empty or ``None``: no schedule.
         frames: frames in the target batch (entries at or past it are dropped with a warning in
-            ComfyUI's console, the rest is used).
+            ComfyUI's console and in ``notes``, the rest is used).
         references: images in the reference batch (references are numbered 1..references).
         node: name used in messages.
+        notes: if given, receives one sentence per dropped entry (for the page).
 
     Returns:
         The plan (references as 0-based batch positions), or ``None`` without a schedule.
@@ -255,11 +272,18 @@ def keyframe_plan(text: str | None, frames: int, references: int,
                                            example='"0=1,120=2"')
         for sentence in dropped:
             logger.warning("DeepExemplar %s: %s", NODE_TITLES.get(node, node), sentence)
+        if notes is not None:
+            notes.extend(_sentence(sentence) for sentence in dropped)
         schedule = []
         for frame, refs in entries:
             positions = []
             for ref in refs:
-                if not ref.isdigit() or not 1 <= int(ref) <= references:
+                if not ref.isdigit():
+                    raise NodeInputError(
+                        node, f"'keyframes': frame {frame} names reference {ref!r}, which is "
+                              f"not a number (references are numbered 1..{references}).",
+                        KEYFRAMES_FIX)
+                if not 1 <= int(ref) <= references:
                     raise NodeInputError(
                         node, f"'keyframes': frame {frame} names reference {ref!r}, but the "
                               f"reference batch holds {references} image(s), numbered "
@@ -329,9 +353,11 @@ def confidence_mask(result: SimilarityResult | SetSimilarityResult,
     return conf[:, 0].clamp(0.0, 1.0).contiguous()
 
 
-def similarity_report(result: SimilarityResult | SetSimilarityResult) -> str:
+def similarity_report(result: SimilarityResult | SetSimilarityResult,
+                      match: MatchResult | SetMatchResult | None = None) -> str:
     """One line about a similarity stage: how many references, each one's share of the pixels
-    (the choice map) and the mean confidence.
+    (the choice map) and the mean confidence; with the ``match`` it came from, references are
+    numbered by their position in the reference batch and those left out (gray) are named.
 
     >>> from types import SimpleNamespace
     >>> similarity_report(SimpleNamespace(confidence=torch.full((1, 1, 4, 4), 0.5)))
@@ -341,10 +367,51 @@ def similarity_report(result: SimilarityResult | SetSimilarityResult) -> str:
     if not isinstance(result, SetSimilarityResult):
         return f"1 reference; mean confidence {confidence:.2f}"
     choice, count = result.fusion.choice, len(result.stages)
-    shares = ", ".join(f"{k + 1}: {100 * float((choice == k).float().mean()):.0f} %"
-                       for k in range(count))
-    return (f"{count} references (fused maps shown); share of the pixels per reference "
-            f"{shares}; mean confidence {confidence:.2f}")
+    positions = _batch_positions(match) or list(range(count))
+    shares = ", ".join(f"{p + 1}: {100 * float((choice == k).float().mean()):.0f} %"
+                       for k, p in enumerate(positions))
+    text = (f"{count} reference{'s' * (count > 1)} (fused maps shown); share of the pixels per "
+            f"reference {shares}; mean confidence {confidence:.2f}")
+    left = _left_out(match)
+    if left:
+        text += f"; left out (no colour): {', '.join(str(p + 1) for p in left)}"
+    return text
+
+
+def _left_out(references: ReferenceSet | SetMatchResult | object,
+              positions: Sequence[int] | None = None) -> list[int]:
+    """Batch positions of the gray references left out of a set (``[]`` for anything else).
+
+    ``positions``: the batch position of each image the set was prepared from (a schedule's
+    segment); by default the set was prepared from the whole batch.
+    """
+    if isinstance(references, SetMatchResult):
+        references = references.references
+    if not isinstance(references, ReferenceSet) or not references.skipped:
+        return []
+    given = range(len(references.positions) + len(references.skipped))
+    batch = list(positions) if positions is not None else list(given)
+    return [batch[p] for p in given if p not in references.positions]
+
+
+def left_out_notes(references: ReferenceSet | SetMatchResult | object,
+                   positions: Sequence[int] | None = None) -> list[str]:
+    """One sentence per gray reference left out of a set, for the page (see :func:`_left_out`).
+
+    >>> notes = left_out_notes(ReferenceSet((), (), positions=(1,), skipped=("...",)))
+    >>> notes[0].split(":")[0]
+    'reference 1 of the batch has no colour (R, G and B agree)'
+    """
+    return [f"reference {p + 1} of the batch has no colour (R, G and B agree): left out, the "
+            "others colour the target." for p in _left_out(references, positions)]
+
+
+def _batch_positions(match: MatchResult | SetMatchResult | None) -> list[int] | None:
+    """Per reference of a several-reference match, its position in the reference batch (gray
+    ones were left out); ``None`` for one reference or no match."""
+    if isinstance(match, SetMatchResult):
+        return list(match.references.positions) or None
+    return None
 
 
 # ----------------------------------------------------------------------------- weights
@@ -613,7 +680,8 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                  output_device: torch.device | str = "cpu",
                  regions: list[torch.Tensor] | None = None,
                  choices: list[torch.Tensor] | None = None,
-                 plan: ReferencePlan | None = None) -> list[torch.Tensor]:
+                 plan: ReferencePlan | None = None,
+                 notes: list[str] | None = None) -> list[torch.Tensor]:
     """Colorize a batch of targets: one streaming core call, or one call on precomputed stages.
 
     The reference's features are computed once; the frames go through the core in one
@@ -640,6 +708,7 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
             size (:func:`~deepexemplar_core.fusion.choice_image`: red = the first reference of
             the batch).
         plan: from :func:`keyframe_plan`: which references of the batch colour which frames.
+        notes: if given, receives a sentence per reference left out (:func:`left_out_notes`).
 
     Returns:
         One ``(3, H, W)`` float32 image in [0, 1] per target, at the input resolution.
@@ -660,39 +729,48 @@ def run_colorize(models: Models, target: torch.Tensor, reference: torch.Tensor,
                              "disconnect 'correspondence'/'similarity' to use a schedule.")
     with core_errors(node):
         if match is not None:
-            check_match_references(match.match, reference.shape[0], regions)
+            left = _left_out(match.match)  # their regions were left out with them
+            check_match_references(match.match, reference.shape[0], None if regions is None else
+                                   [None if k in left else m for k, m in enumerate(regions)])
+            _extend(notes, left_out_notes(match.match))
             stage = None if similarity is None else similarity.result
             result = colorize(target.to(models.device), None, models, config,
                               match=match.match, similarity=stage,
                               chunk_size=FRAMES_PER_CHUNK)
             if choices is not None:
-                choices.extend(_choice_map(inter, j, image, output_device)
+                positions = _batch_positions(match.match)
+                choices.extend(_choice_map(inter, j, image, output_device, positions)
                                for inter in result.intermediates
                                for j, image in enumerate(result.images[i] for i in inter.indices))
             return [image.to(output_device) for image in result.images]
         if plan is not None:
-            return _colorize_scheduled(models, target, reference, config, plan, report,
-                                       output_device, regions, choices)
+            return _colorize_scheduled(models, target, reference, config, node, plan, report,
+                                       output_device, regions, choices, notes)
         refs = _references(models, reference, config, regions)
+        _extend(notes, left_out_notes(refs))
         results = colorize_iter(target, refs, models, config, chunk_size=FRAMES_PER_CHUNK,
                                 progress=report, output_device=output_device,
                                 keep_intermediates=choices is not None)
+        positions = list(refs.positions) if isinstance(refs, ReferenceSet) else None
         images = []
         for done in results:
             images.append(done.image)
             if choices is not None:
                 group = done.intermediates
                 choices.append(_choice_map(group, group.indices.index(done.index), done.image,
-                                           output_device))
+                                           output_device, positions))
         return images
 
 
 def _colorize_scheduled(models: Models, target: torch.Tensor, reference: torch.Tensor,
-                        config: ColorizeConfig, plan: ReferencePlan, report: Report | None,
+                        config: ColorizeConfig, node: str, plan: ReferencePlan,
+                        report: Report | None,
                         output_device: torch.device | str,
                         regions: list[torch.Tensor] | None,
-                        choices: list[torch.Tensor] | None) -> list[torch.Tensor]:
+                        choices: list[torch.Tensor] | None,
+                        notes: list[str] | None) -> list[torch.Tensor]:
     """:func:`run_colorize` with a keyframe schedule (inside :func:`core_errors`)."""
+    _refuse_gray_segments(reference, plan, node)
     refs = reference.to(models.device)
     masks = list(regions or [])
 
@@ -701,6 +779,7 @@ def _colorize_scheduled(models: Models, target: torch.Tensor, reference: torch.T
         if len(positions) == 1 and own[0] is None:  # the one-reference path
             return prepare_reference(models, refs[positions[0]], config), positions
         prepared = prepare_references(models, refs[positions], config, masks=own)
+        _extend(notes, left_out_notes(prepared, positions))
         return prepared, [positions[k] for k in prepared.positions]
 
     images = []
@@ -717,13 +796,52 @@ def _colorize_scheduled(models: Models, target: torch.Tensor, reference: torch.T
     return images
 
 
+def _refuse_gray_segments(reference: torch.Tensor, plan: ReferencePlan, node: str) -> None:
+    """Refuse, before any frame is coloured, a schedule entry whose references are all gray
+    (the core refuses it only when the clip reaches that frame, naming no frame or reference).
+
+    Raises:
+        NodeInputError: names the entry's frame and references.
+        ImageError: a reference the core refuses for another reason (phrased by the caller's
+            :func:`core_errors`).
+    """
+    gray: dict[int, bool] = {}
+    for frame, positions in sorted(plan.schedule.items()):
+        for position in positions:
+            if position not in gray:
+                try:
+                    check_reference(reference[position], allow_gray=False)
+                    gray[position] = False
+                except InputError as err:
+                    if err.kind != "gray":
+                        raise
+                    gray[position] = True
+        if all(gray[p] for p in positions):
+            named = list(dict.fromkeys(p + 1 for p in positions))
+            one = len(named) == 1
+            raise NodeInputError(
+                node, f"'keyframes': from frame {frame} on, reference "
+                      f"{' and '.join(map(str, named))} of the batch colour{'s' * one} the "
+                      f"frames, but {'it has' if one else 'they have'} no colour (R, G and B "
+                      "agree).",
+                "name a colour reference of the batch for that frame, or batch a colour photo "
+                "at that position.")
+
+
+def _extend(notes: list[str] | None, sentences: list[str]) -> None:
+    """Add ``sentences`` not yet in ``notes`` (when there is a list to add them to)."""
+    if notes is not None:
+        notes.extend(s for s in sentences if s not in notes)
+
+
 def _choice_map(group, row: int, image: torch.Tensor, device: torch.device | str,
                 positions: list[int] | None = None) -> torch.Tensor:
     """``(3, H, W)`` choice map of the target in ``row`` of a chunk's intermediates ``group``,
     at the size of its finished ``image`` (nearest upsampling).
 
     ``positions``: the batch position of each reference of the target's set (a schedule's
-    segment), so that the colours name references of the whole batch.
+    segment, or a batch that gray references were left out of), so that the colours name
+    references of the whole batch.
     """
     choice = group.choice[row][None]
     if positions is not None:

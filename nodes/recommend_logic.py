@@ -143,6 +143,7 @@ def _read_rgb(path: Path) -> torch.Tensor:
 
 
 def recommend_per_shot(frames: torch.Tensor, describer: Any, *, node: str,
+                       notes: list[str] | None = None,
                        **ranking: Any) -> tuple[Recommended, str]:
     """Each shot of a clip picks its own references; the keyframe schedule that uses them.
 
@@ -152,6 +153,8 @@ def recommend_per_shot(frames: torch.Tensor, describer: Any, *, node: str,
     Args:
         frames: ``(B, C, H, W)`` float in [0, 1], the clip in playing order (B = 1: a photo).
         describer, node: as :func:`_ranked`.
+        notes: if given, receives a sentence when fewer than ``k`` references could be
+            returned (fewer colour candidates than ``k``), for the page.
         **ranking: ``index_path``, ``candidates``, ``k``, ``beta``, ``restrict_class``,
             ``report`` of :func:`_ranked`.
 
@@ -177,6 +180,10 @@ def recommend_per_shot(frames: torch.Tensor, describer: Any, *, node: str,
                 names.append(name)
                 images.append(image)
         lines.append(score_text(found, shot_names))
+        short = (f"k is {ranking['k']}, but only {len(shot_names)} colour candidate(s) could be "
+                 "ranked: all of them are returned, best first.")
+        if notes is not None and len(shot_names) < ranking["k"] and short not in notes:
+            notes.append(short)
         return [names.index(name) + 1 for name in shot_names]
 
     plan = ReferencePlan(shots=ShotDetector(), pick=pick)

@@ -15,7 +15,14 @@ import folder_paths
 from comfy_api.latest import io
 
 from . import logic
-from .common import CATEGORY, Backbone, load_to_device, progress_relay, search_aliases
+from .common import (
+    CATEGORY,
+    Backbone,
+    load_to_device,
+    progress_relay,
+    search_aliases,
+    show_notes,
+)
 from .recommend_logic import (
     NO_INDEX,
     PREVIEW_SIDE,
@@ -109,11 +116,12 @@ class RecommendReference(io.ComfyNode):
         pool = None if candidates is None else logic.image_to_core(candidates, "candidates",
                                                                   node).cpu()
         load_to_device(backbone)
-        out = mm.intermediate_device()
+        out, notes = mm.intermediate_device(), []
         found, keyframes = recommend_per_shot(
             frames, as_describer(backbone), index_path=_index_path(index, node),
             candidates=pool, k=k, beta=beta, restrict_class=restrict_class, node=node,
-            report=progress_relay(cls.hidden.unique_id))
+            report=progress_relay(cls.hidden.unique_id), notes=notes)
+        show_notes(cls.hidden.unique_id, notes)
         return io.NodeOutput(logic.images_to_comfy([found.best], out),
                              found.top.movedim(1, -1).to(out), found.scores, keyframes)
 

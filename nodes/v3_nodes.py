@@ -27,6 +27,7 @@ from .common import (
     patcher,
     progress_relay,
     search_aliases,
+    show_notes,
 )
 from .recommend_nodes import NODES as RECOMMEND_NODES
 from .video_nodes import NODES as VIDEO_NODES
@@ -215,12 +216,14 @@ class DenseMatch(io.ComfyNode):
         node = "DenseMatch"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
-        masks = logic.regions_to_core(regions, reference_t.shape[0], node)
+        masks = logic.regions_to_core(regions, reference_t.shape[0], node,
+                                      tuple(target_t.shape[-2:]))
         config = logic.make_config(node, size, frames=target_t.shape[0])
         models = _models(backbone, None, node)
         match = logic.run_match(models, target_t, reference_t, config, node,
                                 progress_relay(cls.hidden.unique_id), regions=masks)
         match = logic.move_to(match, mm.intermediate_device())
+        show_notes(cls.hidden.unique_id, logic.left_out_notes(match))
         return io.NodeOutput(logic.MatchHandle(match, backbone))
 
 
@@ -270,7 +273,7 @@ class SimilarityMaps(io.ComfyNode):
             logic.similarity_grid(result).to(out),
             logic.warped_preview(result).to(out),
             logic.confidence_mask(result, correspondence.match.original_size).to(out),
-            logic.similarity_report(result),
+            logic.similarity_report(result, correspondence.match),
         )
 
 
@@ -335,8 +338,11 @@ class ExemplarColorize(io.ComfyNode):
         node = "ExemplarColorize"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
-        masks = logic.regions_to_core(regions, reference_t.shape[0], node)
-        plan = logic.keyframe_plan(keyframes, target_t.shape[0], reference_t.shape[0], node)
+        masks = logic.regions_to_core(regions, reference_t.shape[0], node,
+                                      tuple(target_t.shape[-2:]))
+        notes = []
+        plan = logic.keyframe_plan(keyframes, target_t.shape[0], reference_t.shape[0], node,
+                                   notes)
         config = logic.make_config(node, size, strength, upsample, frames=target_t.shape[0])
         models = _models(backbone, colornet, node)
         out, choices = mm.intermediate_device(), []
@@ -344,7 +350,8 @@ class ExemplarColorize(io.ComfyNode):
                                     match=correspondence, similarity=similarity,
                                     report=progress_relay(cls.hidden.unique_id),
                                     output_device=out, regions=masks, choices=choices,
-                                    plan=plan)
+                                    plan=plan, notes=notes)
+        show_notes(cls.hidden.unique_id, notes)
         mm.soft_empty_cache()
         return io.NodeOutput(logic.images_to_comfy(images, out),
                              logic.images_to_comfy(choices, out))

@@ -69,3 +69,29 @@ def test_installed_package_ships_the_client_and_its_command(tmp_path):
                             env=dict(_clean_env(), PYTHONPATH=str(unpacked)),
                             check=False, capture_output=True, text=True, timeout=120)
     assert answer.returncode == 0 and "--workflow" in answer.stdout, answer.stderr
+
+
+@pytest.mark.parametrize("mistake", ["reference", "workflow", "json"])
+def test_a_missing_file_is_a_usage_error_not_a_traceback(tmp_path, mistake):
+    """Several ``-r``/``--reference`` of template 7 with one missing, a missing or broken
+    workflow: exit status 2 and one line naming the file, before anything is written (no server
+    is contacted: the address is unreachable)."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(REPO / "workflows" / "images" / "deepexemplar_target_two_photos.png",
+                tmp_path / "in")
+    (tmp_path / "broken.json").write_text('{"1":', encoding="utf-8")
+    workflow = {"reference": REPO / "workflows" / "api" / "7_colorize_with_several_references.json",
+                "workflow": tmp_path / "missing.json", "json": tmp_path / "broken.json"}[mistake]
+    answer = subprocess.run(
+        [sys.executable, "-m", "comfy_client", "--url", "http://127.0.0.1:9", "--retries", "1",
+         "--workflow", str(workflow), "--inputs", str(tmp_path / "in"),
+         "--output", str(tmp_path / "out"),
+         "-r", str(tmp_path / "missing.jpg"),
+         "--reference", str(REPO / "workflows" / "images" / "deepexemplar_reference_cat.jpg")],
+        cwd=REPO, env=_clean_env(), check=False, capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 2 and "Traceback" not in answer.stderr, answer.stderr
+    named = {"reference": "--reference " + str(tmp_path / "missing.jpg") + ": not a file",
+             "workflow": f"--workflow {workflow}: [Errno 2]",
+             "json": f"--workflow {workflow}: Expecting value"}[mistake]
+    assert answer.stderr.startswith("error: " + named), answer.stderr
+    assert not (tmp_path / "out").exists()

@@ -371,3 +371,31 @@ def test_a_skipped_output_reaches_the_page_as_an_error(page, server):
     toast.wait_for(timeout=30000)
     text = toast.inner_text()
     assert "nothing was written" in text and "fps" in text.lower(), text
+
+
+SECOND_REFERENCE_JS = """(image) => {
+  const node = window.app.graph._nodes.find(n => n.title.startsWith('Load reference 2'));
+  const widget = node.widgets.find(w => w.name === 'image');
+  widget.value = image;
+  widget.callback?.(widget.value);
+}"""
+
+
+def test_a_gray_reference_left_out_is_said_on_the_node(page, server):
+    """A gray photo in the reference batch is left out and the other reference colours the
+    target (issue 18, bad input): the run succeeds and the Colorize node says so in the page,
+    under the node, not only in the server's console; once the photo is replaced by a colour
+    one, the next run takes the note away."""
+    name = "7_colorize_with_several_references"
+    _open(page, name)
+    note = page.get_by_text("reference 2 of the batch has no colour")
+    for image, said in (("deepexemplar_target_cat_2.jpg", True),
+                        ("deepexemplar_reference_rocket.jpg", False)):
+        page.evaluate(SECOND_REFERENCE_JS, image)
+        before = set(json.loads(_get(server + "/history")))
+        page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+        entry = _wait(server, before, name)
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        note.wait_for(state="visible" if said else "detached", timeout=30000)
+        if said:
+            assert "left out, the others colour the target" in note.inner_text()

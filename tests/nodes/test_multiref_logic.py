@@ -284,3 +284,129 @@ def test_keyframe_mistakes_are_phrased_and_entries_past_the_end_dropped(logic, l
                            logic.reference_to_core(references[:1], node),
                            logic.make_config(node, SIZE, frames=8), node, match=object(),
                            plan=plan)
+
+
+# ----------------------------------------------------------------------------- probed mistakes
+
+
+def test_a_gray_reference_left_out_keeps_the_batch_numbering(logic, lite, halves):
+    """A gray image first in the reference batch is left out: the choice map and the report
+    still name the colour one as reference 2 (they said 1), and Dense Match -> Colorize with
+    the same batch runs (it was refused as 'other references')."""
+    target, references = halves
+    batch = torch.stack([references[0].mean(-1, keepdim=True).expand(-1, -1, 3), references[1]])
+    core_t, refs = (logic.image_to_core(target, "target", "n"),
+                    logic.reference_to_core(batch, "n"))
+    config = logic.make_config("n", SIZE)
+    choices, notes = [], []
+    alone = logic.run_colorize(lite, core_t, refs, config, "n", choices=choices, notes=notes)
+    assert _share(choices, GREEN) == [1.0]
+    # the page shows it on the node (ComfyUI's text preview), not only the console
+    assert notes == [("reference 1 of the batch has no colour (R, G and B agree): left out, the "
+                      "others colour the target.")]
+    match = logic.MatchHandle(logic.run_match(lite, core_t, refs, config, "DenseMatch"), None)
+    assert logic.left_out_notes(match.match) == notes
+    staged_choices = []
+    staged = logic.run_colorize(lite, core_t, refs, config, "ExemplarColorize", match=match,
+                                choices=staged_choices)
+    assert torch.equal(staged[0], alone[0]) and _share(staged_choices, GREEN) == [1.0]
+    scheduled, plan_notes = [], []
+    plan = logic.keyframe_plan("0=2,0=1,5=1", 1, 2, "ExemplarColorize", plan_notes)
+    logic.run_colorize(lite, core_t, refs, config, "n", plan=plan, choices=scheduled,
+                       notes=plan_notes)
+    assert _share(scheduled, GREEN) == [1.0]
+    assert plan_notes == [("'keyframes': frame 5 is past the clip's end (it has 1 frames); 1 "
+                           "is not used."), *notes]
+    report = logic.similarity_report(logic.run_similarity(lite, match.match, "n"), match.match)
+    assert report.startswith("1 reference (fused maps shown); share of the pixels per "
+                             "reference 2: 100 %") and report.endswith("left out (no colour): 1")
+
+
+def test_a_region_of_another_aspect_is_refused_by_the_node_that_takes_it(logic):
+    """Dense Match refused such a mask only later, in Similarity Maps ('masks[0]: ...', with a
+    fix about that node's inputs, which has no 'regions')."""
+    with pytest.raises(logic.NodeInputError, match=r"^DeepExemplar Dense Match: 'regions' \(mask "
+                                                   r"0 of the batch\): a 30x30 mask does not "
+                                                   r"fit a 192x96 target.*Fix: .*MaskEditor"):
+        logic.regions_to_core(torch.ones(2, 30, 30), 2, "DenseMatch", (96, 192))
+    good = logic.regions_to_core(torch.ones(1, 48, 96), 2, "DenseMatch", (96, 192))
+    assert [m.shape for m in good] == [(48, 96)]  # the same aspect at another size is fine
+
+
+@pytest.mark.parametrize("text", ["0=1;4=2", "0=1\n4=2", "0=a.png", "0=1.5"])
+def test_a_keyframe_reference_that_is_no_number_says_so(logic, text):
+    with pytest.raises(logic.NodeInputError, match=r"names reference '.*', which is not a "
+                                                   r"number \(references are numbered 1\.\.2\)"
+                                                   r".*separated by commas"):
+        logic.keyframe_plan(text, 8, 2, "ExemplarColorize")
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_regions_work_at_the_smallest_sizes(logic, lite, halves, size):
+    """A working size is floored to a multiple of 8, which changes a wide photo's aspect ratio
+    at small sizes (375x192 -> 56x32 at 32, template 7): its own mask was refused as 'another
+    aspect ratio'."""
+    target, references = halves
+    target = torch.nn.functional.interpolate(target.movedim(-1, 1), size=(192, 375),
+                                             mode="area").movedim(1, -1)
+    mask = _regions(375, 192)
+    node = "ExemplarColorize"
+    choices = []
+    images = logic.run_colorize(lite, logic.image_to_core(target, "target", node),
+                                logic.reference_to_core(references, node),
+                                logic.make_config(node, size), node, choices=choices,
+                                regions=logic.regions_to_core(mask, 2, node, (192, 375)))
+    assert images[0].shape == (3, 192, 375)
+    # the region decided: the first reference colours the right quarter (but for the soft seam
+    # at its edge), nothing on the left half
+    first = (choices[0].movedim(0, -1) - RED).abs().sum(-1) < 1e-3
+    assert float(first[:, -375 // 4:].float().mean()) > 0.85
+    assert not bool(first[:, : 375 // 2].any())
+
+
+@pytest.mark.parametrize(("keyframes", "message"), [
+    ("0=1,4=2", (r"from frame 4 on, reference 2 of the batch colours the frames, but it has "
+                 r"no colour")),
+    ("0=2,0=2,4=1", (r"from frame 0 on, reference 2 of the batch colours the frames, but it "
+                     r"has no colour"))])
+def test_a_keyframe_of_gray_references_only_is_refused_before_any_work(logic, lite, two_shots,
+                                                                       keyframes, message):
+    """The core refused it only when the clip reached that frame (a long clip's work lost),
+    as 'reference: has no colour', naming no frame and no reference of the batch."""
+    clip, references = two_shots
+    references = torch.stack([references[0], references[1].mean(-1, keepdim=True)
+                              .expand(-1, -1, 3)])
+    progress = []
+    with pytest.raises(logic.NodeInputError, match=r"^DeepExemplar Colorize: 'keyframes': "
+                                                   + message + r".*Fix: name a colour reference"):
+        _run(logic, lite, clip, references, keyframes, report=lambda *a: progress.append(a))
+    assert progress == []
+    choices = []  # a set with a colour reference beside the gray one is fine
+    _run(logic, lite, clip, references, "0=2,0=1", choices=choices)
+    assert _share(choices, RED) == [1.0] * 8
+
+
+def test_the_same_regions_on_both_nodes_pass_when_a_gray_reference_was_left_out(logic, lite,
+                                                                               halves):
+    """Dense Match and Colorize given the same batch (a gray image first, with its region) and
+    the same regions: Colorize refused them as 'region 0 differs from the one the match was
+    fused with' (that region was left out with its gray reference)."""
+    target, references = halves
+    batch = torch.stack([references[0].mean(-1, keepdim=True).expand(-1, -1, 3), references[1]])
+    core_t, refs = (logic.image_to_core(target, "target", "n"),
+                    logic.reference_to_core(batch, "n"))
+    masks = torch.zeros(2, SIZE, 2 * SIZE)
+    masks[0, :, SIZE:], masks[1, :, :SIZE] = 1.0, 1.0
+    config = logic.make_config("n", SIZE)
+    for regions in (masks[:1], masks):
+        own = logic.regions_to_core(regions, 2, "n", (SIZE, 2 * SIZE))
+        match = logic.MatchHandle(logic.run_match(lite, core_t, refs, config, "DenseMatch",
+                                                  regions=own), None)
+        staged = logic.run_colorize(lite, core_t, refs, config, "ExemplarColorize", match=match,
+                                    regions=own)
+        alone = logic.run_colorize(lite, core_t, refs, config, "n", regions=own)
+        assert torch.equal(staged[0], alone[0])
+    other = logic.regions_to_core(masks.flip(0), 2, "n", (SIZE, 2 * SIZE))
+    with pytest.raises(logic.NodeInputError, match=r"region 1 differs"):
+        logic.run_colorize(lite, core_t, refs, config, "ExemplarColorize", match=match,
+                           regions=other)
