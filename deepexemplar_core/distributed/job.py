@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -194,6 +195,7 @@ class BatchJob:
                     _remove_temporaries(config.output)
                 if pending:
                     self._stream(pending, ledger, progress)
+                    _remove_temporaries(config.output)  # of workers killed during this run
         finally:
             lock.close()
         return summary
@@ -293,13 +295,22 @@ def _lock(output: Path):
 
 
 def _remove_temporaries(output: Path) -> None:
-    """Remove the temporary files of writes cut short by a killed run (``.<name>.<id>.tmp``,
-    see :func:`~deepexemplar_core.files.atomic_path`); finished outputs are never touched."""
-    for folder, _, names in os.walk(output):
-        for name in names:
-            if name.startswith(".") and name.endswith(".tmp"):
-                Path(folder, name).unlink(missing_ok=True)
-                logger.info("removed %s (a write cut short by a killed run)", Path(folder, name))
+    """Remove the temporary files and folders of writes cut short by a killed worker or run
+    (``.<name>.<id>.tmp``, see :func:`~deepexemplar_core.files.atomic_path` and
+    :func:`~deepexemplar_core.files.atomic_folder`); finished outputs are never touched. Called
+    under the job's lock, when no worker of it writes."""
+    for folder, dirs, names in os.walk(output):
+        for name in [d for d in dirs if _is_temporary(d)]:
+            dirs.remove(name)
+            shutil.rmtree(Path(folder, name), ignore_errors=True)
+            logger.info("removed %s (a write cut short by a killed run)", Path(folder, name))
+        for name in filter(_is_temporary, names):
+            Path(folder, name).unlink(missing_ok=True)
+            logger.info("removed %s (a write cut short by a killed run)", Path(folder, name))
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def root_cause(error: BaseException) -> BaseException:

@@ -189,6 +189,20 @@ def test_worker_killed_mid_run(photo_tree, reference, ray_address, tmp_path):
         assert read_image(path).pixels.shape[0] == 3
 
 
+def test_writes_left_by_killed_workers_are_swept_when_the_job_ends(reference, ray_address,
+                                                                    photo_tree, tmp_path):
+    tree = tmp_path / "in"
+    tree.mkdir()
+    for name in ("astronaut", "coffee"):
+        (tree / f"{name}.png").write_bytes(next(photo_tree.rglob(f"{name}.png")).read_bytes())
+    output = tmp_path / "out"
+    (output / "sub" / ".astronaut_intermediates.x1.tmp").mkdir(parents=True)  # atomic_folder
+    (output / "sub" / ".astronaut_intermediates.x1.tmp" / "choice.png").write_bytes(b"half")
+    (output / ".coffee_colorized.png.x2.tmp").write_bytes(b"half")  # atomic_path
+    assert main(_batch(tree, output, reference, ray_address)) == EXIT_OK
+    assert not list(output.rglob("*.tmp")) and len(_stamps(output)) == 2
+
+
 def test_a_folder_of_clips_one_clip_per_task(reference, ray_address, tmp_path):
     from video_clips import make_clip
 
