@@ -278,7 +278,7 @@ def keyframe_plan(text: str | None, frames: int, references: int, node: str,
         for frame, refs in entries:
             positions = []
             for ref in refs:
-                if not ref.isdigit():
+                if not (ref.isascii() and ref.isdecimal()):
                     raise NodeInputError(
                         node, f"'keyframes': frame {frame} names reference {ref!r}, which is "
                               f"not a number (references are numbered 1..{references}).",
@@ -290,6 +290,13 @@ def keyframe_plan(text: str | None, frames: int, references: int, node: str,
                               f"1..{references}.",
                         "batch more references (e.g. with the core node 'Batch Images') or "
                         "name one of those.")
+                if int(ref) - 1 in positions:
+                    sentence = (f"'keyframes': frame {frame} names reference {int(ref)} twice; "
+                                "it is used once")
+                    logger.warning("DeepExemplar %s: %s", NODE_TITLES.get(node, node), sentence)
+                    if notes is not None:
+                        notes.append(_sentence(sentence))
+                    continue
                 positions.append(int(ref) - 1)
             schedule.append((frame, positions))
         return ReferencePlan(schedule=schedule, name="'keyframes'")

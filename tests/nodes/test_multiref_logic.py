@@ -333,12 +333,19 @@ def test_a_region_of_another_aspect_is_refused_by_the_node_that_takes_it(logic):
     assert [m.shape for m in good] == [(48, 96)]  # the same aspect at another size is fine
 
 
-@pytest.mark.parametrize("text", ["0=1;4=2", "0=1\n4=2", "0=a.png", "0=1.5"])
+@pytest.mark.parametrize("text", ["0=1;4=2", "0=1\n4=2", "0=a.png", "0=1.5", "0=\u00b2"])
 def test_a_keyframe_reference_that_is_no_number_says_so(logic, text):
     with pytest.raises(logic.NodeInputError, match=r"names reference '.*', which is not a "
                                                    r"number \(references are numbered 1\.\.2\)"
                                                    r".*separated by commas"):
         logic.keyframe_plan(text, 8, 2, "ExemplarColorize")
+
+
+def test_a_reference_named_twice_at_a_frame_is_used_once_and_noted(logic):
+    notes = []
+    plan = logic.keyframe_plan("0=1,0=1,0=2,4=2", 8, 2, "ExemplarColorize", notes)
+    assert plan.schedule == {0: [0, 1], 4: [1]}
+    assert notes == ["'keyframes': frame 0 names reference 1 twice; it is used once."]
 
 
 @pytest.mark.parametrize("size", [32, 64])
