@@ -525,7 +525,7 @@ def _summary(args, info, written, keyed: _Reference | None, models, config, stat
         "codec": written.codec,
         "audio": audio,
         "temporal": args.temporal,
-        "scene_cuts": stats.scene_cuts,
+        "scene_cuts": stats.scene_cuts if args.temporal != "off" else None,
         "reference": keyed.source if keyed else ", ".join(stats.shots[0]["references"]),
         "keyframe": keyed.keyframe if keyed else None,
         "shots": [{"first_frame": shot["first_frame"], "references": shot["references"],
@@ -553,8 +553,11 @@ def _print_summary(summary: dict, as_json: bool) -> None:
           f"{summary['fps']:.3f} fps{' (variable)' if summary['variable_frame_rate'] else ''}, "
           f"audio {summary['audio']}")
     cuts = summary["scene_cuts"]
-    print(f"temporal {summary['temporal']}; scene cuts at frames: "
-          f"{', '.join(map(str, cuts)) if cuts else 'none'}")
+    if summary["temporal"] == "off":  # the smoothing is what looks for cuts
+        print("temporal off; scene cuts not looked for (the smoothing finds them)")
+    else:
+        print(f"temporal {summary['temporal']}; scene cuts at frames: "
+              f"{', '.join(map(str, cuts)) if cuts else 'none'}")
     for shot in summary["shots"]:
         if len(shot["references"]) > 1 or len(summary["shots"]) > 1:
             shares = ", ".join(f"{r} {c:.0%}" for r, c in zip(shot["references"], shot["choice"],

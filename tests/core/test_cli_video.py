@@ -59,6 +59,7 @@ def test_keyframe_of_a_colour_clip_recolours_the_shot(clips, tmp_path, capsys):
     assert code == EXIT_OK, err
     summary = json.loads(stdout)
     assert summary["frames"] == 8 and summary["audio"] == "copied" and summary["keyframe"] == 0
+    assert summary["scene_cuts"] is None  # not looked for without the smoothing
     assert set(summary["seconds_per_frame"]) >= {"read", "colorize", "write", "total"}
     info = open_video(out).info
     assert (info.frame_count, info.fps, info.width, info.height) == (8, Fraction(12), 96, 64)
@@ -96,7 +97,8 @@ def test_gray_clip_with_colourized_keyframe(clips, tmp_path, capsys):
     code, stdout, err = _run(capsys, clips["gray"], "--keyframe", "3", "-r", key, "-o", out,
                              "--temporal", "off", *FAST)
     assert code == EXIT_OK, err
-    assert "8 frames" in stdout and "scene cuts at frames: none" in stdout
+    assert "8 frames" in stdout and "scene cuts not looked for" in stdout  # not 'none'
+    assert "scene cuts at frames" not in stdout
     frames = list(open_video(out))
     assert len(frames) == 8 and len(list(out.iterdir())) == 8
     truth = _ab([torch.from_numpy(chelsea_frames(4)[3]).permute(2, 0, 1).float() / 255])[0]
