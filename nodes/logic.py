@@ -191,8 +191,13 @@ def reference_to_core(image: object, node: str) -> torch.Tensor:
 
 
 def regions_to_core(mask: object, references: int, node: str,
-                    size: tuple[int, int] | None = None) -> list[torch.Tensor] | None:
+                    size: tuple[int, int] | None = None,
+                    notes: list[str] | None = None) -> list[torch.Tensor] | None:
     """ComfyUI ``MASK`` (one region per reference, in the batch's order) -> ``(H, W)`` masks.
+
+    A MASK with nothing painted at all (Load Image's mask of a photo without a painted region)
+    is no region: the references choose per pixel, and ``notes`` says so. One empty mask among
+    painted ones stays a mistake (the core refuses it: its reference would colour nothing).
 
     Args:
         mask: ``None``, or ``(N, H, W)`` / ``(H, W)`` float in [0, 1] drawn on the target.
@@ -201,6 +206,7 @@ def regions_to_core(mask: object, references: int, node: str,
         size: ``(H, W)`` of the targets: each mask must have their aspect ratio (the core's
             :func:`~deepexemplar_core.fusion.resize_region` decides), checked here so that
             the node with the 'regions' input says so, not a later one.
+        notes: if given, receives a sentence when nothing is painted (for the page).
 
     Raises:
         NodeInputError: not a MASK, more regions than references, or a mask of another aspect
@@ -216,6 +222,12 @@ def regions_to_core(mask: object, references: int, node: str,
         raise NodeInputError(node, "'regions' expected a MASK (N, H, W).",
                              "connect a MASK output (e.g. the mask of Load Image).")
     masks = list((mask if mask.dim() == 3 else mask[None]).float().unbind(0))
+    if mask.numel() and not bool((mask > 0).any()):
+        if notes is not None:
+            notes.append("Nothing is painted in 'regions', so the references choose per pixel; "
+                         "paint a region on the target (right-click its Load Image, Open in "
+                         "MaskEditor) to say which reference colours it.")
+        return None
     if len(masks) > references:
         raise NodeInputError(node, f"'regions' holds {len(masks)} masks for {references} "
                              "reference(s).", "give one mask per reference image, in the "
@@ -862,8 +874,8 @@ def _choice_map(group, row: int, image: torch.Tensor, device: torch.device | str
 #: :func:`_input_name` says it) and the fix.
 _PHRASES = {
     "alpha": ("{name} has 4 channels (RGBA).",
-              "drop the alpha channel first, e.g. with the core node 'Split Image with Alpha', "
-              "and connect its IMAGE output."),
+              ("drop the alpha channel first, e.g. with the core node 'Split Image with Alpha', "
+               "and connect its IMAGE output.")),
     "channels": ("{name} expected 1 or 3 channels (the last axis of an IMAGE).",
                  "connect an RGB IMAGE."),
     "too_small": (None, "use a larger image (upscale it first) or crop less."),
@@ -871,13 +883,13 @@ _PHRASES = {
     "batch": (None, "select one image with the core node 'ImageFromBatch' (length 1)."),
     "targets": (None, "connect the same target images to Dense Match and to this node."),
     "size": (None, "set the same 'size' on Dense Match and on this node."),
-    "similarity": (None, "connect the same Dense Match output to Similarity Maps and to this "
-                         "node, or disconnect one of them."),
+    "similarity": (None, ("connect the same Dense Match output to Similarity Maps and to this "
+                          "node, or disconnect one of them.")),
     "references": (None, "connect the same reference image(s) to Dense Match and to this node."),
-    "empty_region": ("{name} is empty (all 0), so its reference would colour nothing (Load "
-                     "Image gives an empty mask for an image without a painted region).",
-                     "paint the region in the mask editor (right-click the Load Image, Open in "
-                     "MaskEditor), or disconnect 'regions'."),
+    "empty_region": (("{name} is empty (all 0), so its reference would colour nothing (Load "
+                      "Image gives an empty mask for an image without a painted region)."),
+                     ("paint the region in the mask editor (right-click the Load Image, Open in "
+                      "MaskEditor), or disconnect 'regions'.")),
     "regions": (None, ("connect 'regions' to Dense Match (the correspondence keeps them) and "
                        "leave it unconnected here, or connect the same masks to both.")),
 }

@@ -216,14 +216,15 @@ class DenseMatch(io.ComfyNode):
         node = "DenseMatch"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
+        notes = []
         masks = logic.regions_to_core(regions, reference_t.shape[0], node,
-                                      tuple(target_t.shape[-2:]))
+                                      tuple(target_t.shape[-2:]), notes)
         config = logic.make_config(node, size, frames=target_t.shape[0])
         models = _models(backbone, None, node)
         match = logic.run_match(models, target_t, reference_t, config, node,
                                 progress_relay(cls.hidden.unique_id), regions=masks)
         match = logic.move_to(match, mm.intermediate_device())
-        show_notes(cls.hidden.unique_id, logic.left_out_notes(match))
+        show_notes(cls.hidden.unique_id, notes + logic.left_out_notes(match))
         return io.NodeOutput(logic.MatchHandle(match, backbone))
 
 
@@ -338,9 +339,9 @@ class ExemplarColorize(io.ComfyNode):
         node = "ExemplarColorize"
         target_t = logic.image_to_core(target, "target", node)
         reference_t = logic.reference_to_core(reference, node)
-        masks = logic.regions_to_core(regions, reference_t.shape[0], node,
-                                      tuple(target_t.shape[-2:]))
         notes = []
+        masks = logic.regions_to_core(regions, reference_t.shape[0], node,
+                                      tuple(target_t.shape[-2:]), notes)
         plan = logic.keyframe_plan(keyframes, target_t.shape[0], reference_t.shape[0], node,
                                    notes)
         config = logic.make_config(node, size, strength, upsample, frames=target_t.shape[0])

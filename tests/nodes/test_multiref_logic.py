@@ -341,6 +341,18 @@ def test_a_keyframe_reference_that_is_no_number_says_so(logic, text):
         logic.keyframe_plan(text, 8, 2, "ExemplarColorize")
 
 
+def test_a_mask_with_nothing_painted_lets_the_references_choose_with_a_note(logic):
+    """Load Image gives a 64x64 all-zero MASK for a photo without a painted region (template 7
+    on any new photo, or batch-run on jpg targets): no region, not an error."""
+    notes = []
+    assert logic.regions_to_core(torch.zeros(1, 64, 64), 2, "DenseMatch", (96, 192),
+                                 notes) is None
+    assert len(notes) == 1 and notes[0].startswith("Nothing is painted in 'regions'")
+    painted = torch.zeros(2, 48, 96)
+    painted[0, :, :10] = 1.0  # one painted, one empty: still the core's mistake to name
+    assert len(logic.regions_to_core(painted, 2, "DenseMatch", (96, 192), notes)) == 2
+
+
 def test_a_reference_named_twice_at_a_frame_is_used_once_and_noted(logic):
     notes = []
     plan = logic.keyframe_plan("0=1,0=1,0=2,4=2", 8, 2, "ExemplarColorize", notes)

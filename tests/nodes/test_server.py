@@ -27,6 +27,7 @@ from comfy_server import (
     running_server,
 )
 from pack_import import import_pack_module
+from PIL import Image
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.e2e]
 
@@ -245,6 +246,12 @@ def test_batch_client_fills_each_reference_node_in_title_order(client, tmp_path)
         batch.run_batch(client, workflow, [inputs / "two.png"], tmp_path / "x", reference=cat)
     assert not (tmp_path / "x").exists()
     results = batch.run_batch(client, workflow, [inputs / "two.png"], tmp_path / "out",
+                              reference=[images / "deepexemplar_reference_portrait.jpg", cat],
+                              report=lambda line: None)
+    assert [r.ok for r in results] == [True], [r.error for r in results]
+    # a jpg target has no painted region (Load Image's empty mask): the references choose
+    Image.open(inputs / "two.png").convert("L").save(inputs / "plain.jpg")
+    results = batch.run_batch(client, workflow, [inputs / "plain.jpg"], tmp_path / "plain",
                               reference=[images / "deepexemplar_reference_portrait.jpg", cat],
                               report=lambda line: None)
     assert [r.ok for r in results] == [True], [r.error for r in results]
