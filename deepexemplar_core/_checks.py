@@ -83,7 +83,8 @@ def check_min_size(name: str, height: int, width: int, minimum: int, why: str) -
     """Raise ``ValueError`` when an image is smaller than ``minimum`` on either side."""
     if height < minimum or width < minimum:
         raise ValueError(
-            f"{name}: {height}x{width} is too small; the minimum is {minimum}x{minimum} ({why})"
+            f"{name}: {width}x{height} (width x height) is too small; the minimum is "
+            f"{minimum}x{minimum} ({why})"
         )
 
 

@@ -135,7 +135,7 @@ def working_size(height: int, width: int, size: int, max_pixels: int | None = No
     if min(h8, w8) < MIN_SIDE:
         raise ImageError(
             "size", "too_small",
-            f"working size {height}x{width} is too small; the minimum side is {MIN_SIDE} pixels "
+            f"working size {width}x{height} is too small; the minimum side is {MIN_SIDE} pixels "
             f"and the working image holds at most {max_pixels} pixels (raise --size, or crop a "
             "very elongated image into pieces)")
     return h8, w8

@@ -296,5 +296,6 @@ def test_a_set_with_a_reference_the_core_refuses_names_its_file(photo_tree, refe
                  str(tiny), "--address", ray_address, *MODEL])
     error = capsys.readouterr().err
     assert code == EXIT_INPUT, error[-2000:]
-    assert f"{tiny}: reference: 8x8 is too small" in error and "deserialize" not in error
+    assert f"{tiny}: reference: 8x8 (width x height) is too small" in error
+    assert "deserialize" not in error
     assert not list(output.rglob("*_colorized.png"))
