@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -101,8 +102,6 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
         >>> sorted(p.name for p in folder.iterdir()), (folder / "out" / "a.txt").read_text()
         (['out'], 'done')
     """
-    import shutil
-
     path = Path(path)
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
