@@ -399,3 +399,27 @@ def test_a_gray_reference_left_out_is_said_on_the_node(page, server):
         note.wait_for(state="visible" if said else "detached", timeout=30000)
         if said:
             assert "left out, the others colour the target" in note.inner_text()
+
+
+TARGET_JS = """(image) => {
+  const node = window.app.graph._nodes.find(n => n.title.startsWith('Load target'));
+  const widget = node.widgets.find(w => w.name === 'image');
+  widget.value = image;
+  widget.callback?.(widget.value);
+}"""
+
+
+def test_a_target_with_nothing_painted_runs_and_the_node_says_how_to_paint(page, server):
+    """Template 7 given a new photo (no painted region: Load Image's empty mask) colours it with
+    the references choosing per pixel, and Colorize says in the page how to paint a region."""
+    name = "7_colorize_with_several_references"
+    _open(page, name)
+    page.evaluate(TARGET_JS, "deepexemplar_target_cat_2.jpg")
+    before = set(json.loads(_get(server + "/history")))
+    page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    entry = _wait(server, before, name)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    note = page.get_by_text("Nothing is painted in 'regions'")
+    note.wait_for(state="visible", timeout=30000)
+    assert "Open in MaskEditor" in note.inner_text()
+
