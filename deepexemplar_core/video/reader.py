@@ -107,7 +107,7 @@ def _probe_file(path: Path) -> VideoInfo:
             raise VideoReadError(f"{path}: damaged after {len(pts)} frames ({err}); the file is "
                                  "truncated or corrupt") from err
         declared = int(stream.frames or 0)
-        if declared and len(pts) < declared:
+        if declared and len(pts) < declared and not _reaches_the_end(pts, stream.duration):
             raise VideoReadError(f"{path}: truncated: the header announces {declared} frames but "
                                  f"only {len(pts)} are in the file")
         pts.sort()
@@ -122,6 +122,16 @@ def _probe_file(path: Path) -> VideoInfo:
     duration = float(len(pts) / fps) if fps else 0.0
     return VideoInfo(path, "file", width, height, len(pts), fps, variable, time_base, tuple(pts),
                      has_audio, codec, duration)
+
+
+def _reaches_the_end(pts: list[int], duration: int | None) -> bool:
+    """Whether the frames span the stream's announced ``duration`` (time-base units): then
+    fewer frames than the header counts is a variable frame rate (an AVI whose header counts
+    time steps, each frame shown for several), not a file cut short."""
+    if len(pts) < 2 or not duration:
+        return False
+    step = float(np.median(np.diff(np.sort(np.asarray(pts, dtype=np.int64)))))
+    return max(pts) - min(pts) + step >= 0.95 * duration
 
 
 def _check_duration(path: Path, pts: list[int], time_base: Fraction | None, fps: Fraction,
@@ -146,7 +156,8 @@ def _check_duration(path: Path, pts: list[int], time_base: Fraction | None, fps:
 
 
 def _frame_rate(pts: list[int], time_base: Fraction | None, stream) -> tuple[Fraction, bool]:
-    """Average rate and whether the intervals vary; falls back on the stream's guessed rate."""
+    """Average rate and whether the intervals vary; the stream's guessed rate when the frames
+    keep it (or too few frames tell), the measured one when they do not."""
     guessed = stream.average_rate or stream.guessed_rate or stream.base_rate
     if len(pts) < 2 or time_base is None:
         return Fraction(guessed or DEFAULT_FOLDER_FPS), False
@@ -156,10 +167,11 @@ def _frame_rate(pts: list[int], time_base: Fraction | None, stream) -> tuple[Fra
         return Fraction(guessed or DEFAULT_FOLDER_FPS), False
     mean = steps.mean()
     variable = bool((steps.max() - steps.min()) > _VFR_TOLERANCE * mean + 1)
-    if not variable and guessed:
-        return Fraction(guessed), False
-    average = Fraction(len(steps), 1) / (Fraction(int(steps.sum()), 1) * time_base)
-    return average.limit_denominator(1001 * 1000), variable
+    average = (Fraction(len(steps), 1) / (Fraction(int(steps.sum()), 1) * time_base)
+               ).limit_denominator(1001 * 1000)
+    if not variable and guessed and abs(float(guessed) / float(average) - 1.0) < 0.01:
+        return Fraction(guessed), False  # the header's exact rate (e.g. 30000/1001)
+    return average, variable  # (a constant rate unlike the header's: frames several ticks apart)
 
 
 def _folder_files(path: Path) -> list[Path]:

@@ -106,6 +106,39 @@ def test_variable_frame_rate_detected_and_kept(tmp_path):
         [float(t * info.time_base) for t in info.timestamps], abs=1e-3)
 
 
+def _avi(path, ticks: list[int]) -> None:
+    """An MJPEG AVI at 15 ticks per second, one frame at each of ``ticks`` (its header then
+    counts the time steps, as AVIs of captures that skip unchanged frames do)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuvj420p"
+        stream.time_base = Fraction(1, 15)
+        for tick, frame in zip(ticks, chelsea_frames(len(ticks), 64, 48), strict=True):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = tick, Fraction(1, 15)
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def test_an_avi_whose_frames_are_ticks_apart_is_not_truncated(tmp_path):
+    """opencv-doc's tree.avi: 68 frames over 444 announced steps (each frame shown ~6.5 steps)
+    was refused as 'truncated: the header announces 444 frames but only 68 are in the file'."""
+    path = tmp_path / "sparse.avi"
+    _avi(path, [6 * i for i in range(8)])
+    info = open_video(path).info
+    assert info.frame_count == 8 and info.fps == Fraction(5, 2)  # not the header's 15
+    assert len(list(open_video(path))) == 8
+    data = path.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])  # frames of the second half missing
+    with pytest.raises(VideoReadError, match="cut.avi: .*truncated"):
+        open_video(cut)
+
+
 def test_truncated_files_are_refused(clip, tmp_path):
     data = clip.read_bytes()
     cut = tmp_path / "cut.mp4"
