@@ -107,8 +107,10 @@ def read_flow(path: str | os.PathLike[str], size: tuple[int, int]) -> torch.Tens
     text = Path(path).read_bytes()
     try:
         values = np.array(text.split(), dtype=np.int64)
-    except ValueError as e:
-        raise ComboFormatError(f"path: {os.fspath(path)!r} holds non-integer tokens") from e
+    except (ValueError, OverflowError) as e:
+        raise ComboFormatError(
+            f"path: {os.fspath(path)!r} holds tokens that are not 64-bit integers; not a flow file"
+        ) from e
     if values.size != height * width * 2:
         raise ComboFormatError(
             f"path: {os.fspath(path)!r} holds {values.size} integers, expected "

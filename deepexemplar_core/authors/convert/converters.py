@@ -15,8 +15,10 @@ the safetensors file and its manifest atomically (temporary file + rename) and r
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import struct
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -112,6 +114,36 @@ def output_path(dst: str | os.PathLike[str] | None, filename: str) -> Path:
     return dst / filename
 
 
+def _make_folder(folder: Path) -> None:
+    """Create the output folder, or say which part of ``--output`` is a file and not a folder."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        blocking = next((p for p in (folder, *folder.parents) if p.is_file()), folder)
+        raise NotADirectoryError(
+            f"output: {blocking} is a file, not a folder; pass a folder or a path ending in "
+            ".safetensors"
+        ) from err
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite a safetensors header in place with its ``__metadata__`` keys sorted.
+
+    ``safetensors`` stores the metadata in a hash map whose order changes from one call to the
+    next, so the same conversion would give files (and sha256) that differ only in that order.
+    The sorted header has exactly the same length, so the data offsets are unchanged.
+    """
+    with open(path, "r+b") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) > length:  # cannot happen for a permutation; never corrupt the file
+            raise ConversionError(f"{path}: the sorted safetensors header does not fit")
+        f.seek(8)
+        f.write(text.ljust(length))
+
+
 def _save(
     state: dict[str, torch.Tensor],
     target: Path,
@@ -122,9 +154,10 @@ def _save(
 ) -> Path:
     from safetensors.torch import save_file
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(target.parent)
     with atomic_path(target) as temporary:
         save_file(state, str(temporary), metadata={"network": network, "source": Path(src).name})
+        _sort_metadata(temporary)
     write_manifest(
         target,
         network=network,

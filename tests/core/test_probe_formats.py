@@ -1,0 +1,60 @@
+"""A user's mistakes and repeated runs with the authors' formats and ``deepexemplar convert``."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import torch
+from test_convert import random_video_vgg
+
+from deepexemplar_core.authors.convert.converters import _save
+from deepexemplar_core.authors.formats import ComboFormatError, read_flow
+from deepexemplar_core.cli import EXIT_INPUT, main
+
+
+def test_read_flow_with_an_integer_beyond_int64_is_a_format_error(tmp_path):
+    path = tmp_path / "a_b.txt"
+    path.write_text("99999999999999999999999 1\n0 0\n")
+    with pytest.raises(ComboFormatError, match="not 64-bit integers; not a flow file"):
+        read_flow(path, (1, 2))
+
+
+def _metadata_keys(path) -> list[str]:
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    return list(json.loads(data[8 : 8 + length])["__metadata__"])
+
+
+def test_the_same_conversion_writes_the_same_bytes(tmp_path):
+    """safetensors keeps its metadata in a hash map: without sorting, the order (so the bytes
+    and the printed sha256) changed from one run to the next."""
+    src = tmp_path / "source é.pth"
+    src.write_bytes(b"source")
+    state = {"b": torch.arange(6, dtype=torch.float32).reshape(2, 3), "a": torch.ones(4)}
+    written = set()
+    for i in range(12):
+        target = _save(state, tmp_path / f"{i}.safetensors", network="Net", src=src, notes=[])
+        assert _metadata_keys(target) == ["network", "source"]
+        written.add(target.read_bytes())
+    assert len(written) == 1
+
+    from safetensors import safe_open
+
+    with safe_open(str(target), "pt") as f:
+        assert f.metadata() == {"network": "Net", "source": "source é.pth"}
+        assert torch.equal(f.get_tensor("b"), state["b"])
+
+
+@pytest.mark.parametrize("output", ["taken", "taken/w.safetensors", "taken/sub"])
+def test_convert_to_a_path_under_a_file_names_it(tmp_path, capsys, output):
+    src = tmp_path / "vgg19_gray.pth"
+    torch.save(random_video_vgg(torch.Generator().manual_seed(1), False), src)
+    (tmp_path / "taken").write_text("not a folder")
+    assert main(["convert", str(src), "-o", str(tmp_path / output)]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert f"output: {tmp_path / 'taken'} is a file, not a folder" in err
+    assert "Traceback" not in err
+    assert (tmp_path / "taken").read_text() == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "vgg19_gray.pth"]
