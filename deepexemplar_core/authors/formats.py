@@ -109,13 +109,14 @@ def read_flow(path: str | os.PathLike[str], size: tuple[int, int]) -> torch.Tens
         values = np.array(text.split(), dtype=np.int64)
     except (ValueError, OverflowError) as e:
         raise ComboFormatError(
-            f"path: {os.fspath(path)!r} holds tokens that are not 64-bit integers; not a flow file"
+            f"path: {os.fspath(path)!r} holds non-integer tokens or integers beyond 64 bits; "
+            "not a flow file"
         ) from e
     if values.size != height * width * 2:
         raise ComboFormatError(
             f"path: {os.fspath(path)!r} holds {values.size} integers, expected "
-            f"{height * width * 2} (2 per pixel of a {height}x{width} source); pass the size of "
-            "the image the flow starts from"
+            f"{height * width * 2} (2 per pixel of a {width}x{height} (width x height) source); "
+            "pass the (height, width) of the image the flow starts from"
         )
     offsets = values.reshape(height, width, 2)  # (dx, dy) per pixel
     ys, xs = _identity_grid(height, width)
@@ -237,8 +238,8 @@ def read_combo(path: str | os.PathLike[str]) -> Combo:
     for i, image in enumerate(warps + errs):
         if image.shape[:2] != (height, width):
             raise ComboFormatError(
-                f"path: {name!r} blob {i} is {image.shape[0]}x{image.shape[1]}, but the header "
-                f"says {height}x{width}"
+                f"path: {name!r} blob {i} is {image.shape[1]}x{image.shape[0]}, but the header "
+                f"says {width}x{height} (width x height)"
             )
 
     def stack(arrays: list[np.ndarray]) -> torch.Tensor:

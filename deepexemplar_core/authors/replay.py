@@ -128,8 +128,9 @@ def prepare_authors_input(
     sizes = {im.size for im in (target, warp_ba, *errs)}
     if len(sizes) != 1:
         raise ValueError(
-            f"target_path and combo_path: sizes disagree after resizing ({sorted(sizes)}); the "
-            "combo must belong to this target"
+            "target_path and combo_path: sizes disagree after resizing (width x height: "
+            + ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
+            + "); the combo must belong to this target"
         )
     target_lab = color.rgb2lab(np.asarray(target)).astype(np.float32)
     warp_lab = color.rgb2lab(np.asarray(warp_ba)).astype(np.float32)
@@ -140,7 +141,9 @@ def prepare_authors_input(
     height, width = l_centered.shape[:2]
     work = (int(height / _SIZE_UNIT) * _SIZE_UNIT, int(width / _SIZE_UNIT) * _SIZE_UNIT)
     if min(work) == 0:
-        raise ValueError(f"target_path: {height}x{width} is smaller than 8 pixels on a side")
+        raise ValueError(
+            f"target_path: {width}x{height} (width x height) is smaller than 8 pixels on a side"
+        )
     parts = [l_centered, warp_ab, err[..., :5], err[..., 5:]]
     if work != (height, width):
         parts = [_floor_resize(p, work) for p in parts]

@@ -146,7 +146,7 @@ def test_read_combo_rejects_truncated_and_odd_files(tmp_path):
     with pytest.raises(ComboFormatError, match="header"):
         read_combo(tmp_path / "short.combo")
     (tmp_path / "wrong.combo").write_bytes(struct.pack("<ii", 7, 5) + data[8:])
-    with pytest.raises(ComboFormatError, match="header says 7x5"):
+    with pytest.raises(ComboFormatError, match=r"header says 5x7 \(width x height\)"):
         read_combo(tmp_path / "wrong.combo")
     with pytest.raises(ValueError, match="Combo.err_ab"):
         Combo(rgb, rgb, err, err[:1])

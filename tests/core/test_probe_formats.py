@@ -17,7 +17,7 @@ from deepexemplar_core.cli import EXIT_INPUT, main
 def test_read_flow_with_an_integer_beyond_int64_is_a_format_error(tmp_path):
     path = tmp_path / "a_b.txt"
     path.write_text("99999999999999999999999 1\n0 0\n")
-    with pytest.raises(ComboFormatError, match="not 64-bit integers; not a flow file"):
+    with pytest.raises(ComboFormatError, match="integers beyond 64 bits; not a flow file"):
         read_flow(path, (1, 2))
 
 
@@ -58,3 +58,26 @@ def test_convert_to_a_path_under_a_file_names_it(tmp_path, capsys, output):
     assert "Traceback" not in err
     assert (tmp_path / "taken").read_text() == "not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "vgg19_gray.pth"]
+
+
+def test_size_messages_say_width_x_height(tmp_path):
+    """Like every other message of the project (the header stores height then width)."""
+    from deepexemplar_core.authors.formats import Combo, read_combo, write_combo
+    from deepexemplar_core.authors.replay import prepare_authors_input
+
+    rgb = torch.zeros(3, 4, 6, dtype=torch.uint8)  # 6 wide, 4 high
+    err = torch.zeros(5, 4, 6, dtype=torch.uint8)
+    write_combo(tmp_path / "t_r.combo", Combo(rgb, rgb, err, err))
+    data = (tmp_path / "t_r.combo").read_bytes()
+    (tmp_path / "wide.combo").write_bytes(struct.pack("<ii", 4, 9) + data[8:])
+    with pytest.raises(ComboFormatError, match=r"blob 0 is 6x4, but the header says 9x4 \(width"):
+        read_combo(tmp_path / "wide.combo")
+    (tmp_path / "a_b.txt").write_text("0 0\n" * 6)
+    with pytest.raises(ComboFormatError, match=r"of a 3x4 \(width x height\) source"):
+        read_flow(tmp_path / "a_b.txt", (4, 3))
+
+    from PIL import Image
+
+    Image.new("RGB", (5, 4)).save(tmp_path / "t.png")
+    with pytest.raises(ValueError, match="after resizing \\(width x height: 5x4, 6x4\\)"):
+        prepare_authors_input(tmp_path / "t.png", tmp_path / "t_r.combo", short_size=0)
