@@ -77,6 +77,9 @@ def evaluate(weights: str | Path, images: str | Path, size: int = 256, seed: int
     Returns:
         ``{"photos": [...], "rows": {colorizer: {metric: mean}}, "truth_colourfulness": float,
         "per_photo": {colorizer: {metric: [values]}}, "seconds": float}``.
+
+    Raises:
+        ValueError: ``size`` below 32 (or above 2048), fewer than 2 photos, an unreadable photo.
     """
     from dataclasses import replace
 
@@ -86,6 +89,8 @@ def evaluate(weights: str | Path, images: str | Path, size: int = 256, seed: int
 
     from .pairs import list_images, load_square, self_reference
 
+    if size < 32:  # 0 would mean "native" to ColorizeConfig; the photos here are squares
+        raise ValueError(f"size: expected the side of the square photos, 32..2048 pixels, got {size}")
     started = time.perf_counter()
     paths, _ = list_images(images)
     models = load_models("lite", colorizer="propagation")
