@@ -3,16 +3,41 @@ and the one safe reader of checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import re
-from collections.abc import Callable, Mapping
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
 
 from deepexemplar_core.files import atomic_path
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While the block runs, SIGTERM (a scheduler or container stopping the job) raises
+    :class:`deepexemplar_core.cli.Terminated`, a ``KeyboardInterrupt``: the steps then unwind as
+    on Ctrl-C (temporary files removed, the trainer's checkpoint written). The previous handler
+    is back afterwards; outside the main thread nothing changes.
+    """
+    from deepexemplar_core.cli import Terminated
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:

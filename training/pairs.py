@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from deepexemplar_core.files import sha256_file
 from deepexemplar_core.image_io import IMAGE_SUFFIXES
 
-from ._io import save_safetensors_atomic, write_json_atomic
+from ._io import save_safetensors_atomic, sigterm_unwinds, write_json_atomic
 
 __all__ = [
     "FORMAT",
@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     from ._progress import progress_bar
 
     try:
-        with progress_bar("pairs", unit="pair") as bar:
+        with sigterm_unwinds(), progress_bar("pairs", unit="pair") as bar:
             build_pairs(
                 args.images, args.out, size=args.size, self_share=args.self_share,
                 similar_share=args.similar_share, pairs_per_image=args.pairs_per_image,
@@ -531,9 +531,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         logger.error("%s", e)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (cli.Terminated): 130 or 143
+        from deepexemplar_core.cli import exit_code_for
+
         logger.error("interrupted; rerun the same command to resume (finished shards are kept)")
-        return 130
+        return exit_code_for(stop)
     return 0
 
 

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ._io import load_checkpoint, torch_save_atomic, write_json_atomic
+from ._io import load_checkpoint, sigterm_unwinds, torch_save_atomic, write_json_atomic
 from .dataset import PairShards
 
 __all__ = ["TrainConfig", "branch_losses", "build_parser", "main", "train"]
@@ -394,7 +394,8 @@ def _train(config: TrainConfig, ddp: _Dist, net_class, load_perceptual) -> dict:
     if checkpoint_path.exists() and not config.resume:
         raise ValueError(f"--out: {out} already holds a run; pass --resume or choose another folder")
     if config.resume and not checkpoint_path.exists():
-        raise ValueError(f"--resume: {checkpoint_path} does not exist")
+        raise ValueError(f"--resume: {checkpoint_path} does not exist (the run never reached its "
+                         "first checkpoint); run the same command without --resume to start it")
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -602,12 +603,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = TrainConfig(**vars(args))
     try:
-        last = train(config)
+        with sigterm_unwinds():
+            last = train(config)
     except ValueError as e:
         logger.error("%s", e)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (cli.Terminated): 130 or 143
+        from deepexemplar_core.cli import exit_code_for
+
+        return exit_code_for(stop)
     if int(os.environ.get("RANK", "0")) == 0:
         logger.info("finished: %s", json.dumps(last))
     return 0

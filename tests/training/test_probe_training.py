@@ -40,3 +40,48 @@ def test_evaluate_size_0_with_real_weights_ends_in_the_message(tmp_path, caplog)
                               "--images", str(tmp_path / "photos"), "--size", "0"])
     assert code == 2
     assert "32..2048 pixels, got 0" in caplog.text
+
+
+def test_sigterm_during_training_writes_the_checkpoint_and_exits_143(pairs_dir, tmp_path,
+                                                                      monkeypatch, caplog):
+    """A scheduler's SIGTERM killed the run without a checkpoint (progress since the last one
+    lost, a half-written temporary checkpoint possible); now it unwinds like Ctrl-C."""
+    import os
+    import signal
+
+    import torch
+
+    from training import train as train_module
+
+    calls = {"n": 0}
+    real_step = train_module._step
+
+    def terminated_at_third_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_step", terminated_at_third_step)
+    out = tmp_path / "run"
+    argv = ["--pairs", str(pairs_dir), "--out", str(out), "--steps", "6", "--size", "32",
+            "--batch", "4", "--workers", "0", "--checkpoint-every", "100", "--no-progress",
+            "--threads", "1"]
+    before = signal.getsignal(signal.SIGTERM)
+    with caplog.at_level(logging.WARNING):
+        assert train_module.main(argv) == 143
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert "checkpoint written, resume with --resume" in caplog.text
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt", "config.json", "loss.png", "metrics.jsonl"]
+
+
+def test_resume_without_a_checkpoint_says_how_to_start(pairs_dir, tmp_path, caplog):
+    from training import train as train_module
+
+    with caplog.at_level(logging.ERROR):
+        code = train_module.main(["--pairs", str(pairs_dir), "--out", str(tmp_path / "new"),
+                                  "--resume", "--workers", "0"])
+    assert code == 2
+    assert "run the same command without --resume to start it" in caplog.text
