@@ -81,3 +81,17 @@ def test_size_messages_say_width_x_height(tmp_path):
     Image.new("RGB", (5, 4)).save(tmp_path / "t.png")
     with pytest.raises(ValueError, match="after resizing \\(width x height: 5x4, 6x4\\)"):
         prepare_authors_input(tmp_path / "t.png", tmp_path / "t_r.combo", short_size=0)
+
+
+def test_a_plain_pickle_gives_one_error_line_and_no_torch_warning(tmp_path, capsys):
+    import pickle
+    import warnings
+
+    src = tmp_path / "plain.pth"
+    src.write_bytes(pickle.dumps({"x": 1}, protocol=4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning escaping the reader fails the test
+        assert main(["convert", str(src), "-o", str(tmp_path / "o")]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {src}: holds Python objects besides tensors")
+    assert not (tmp_path / "o").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -34,7 +35,9 @@ def read_legacy_torch(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             names to tensors.
     """
     try:  # a file object: torch.load reads a path named .safetensors as safetensors
-        with open(path, "rb") as f:
+        with open(path, "rb") as f, warnings.catch_warnings():
+            # a plain pickle (not torch.save) makes torch warn about its protocol before failing
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
             obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ConversionError(
