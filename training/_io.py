@@ -40,6 +40,23 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def check_output_folder(path: str | os.PathLike[str], option: str) -> Path:
+    """Refuse an output folder that is, or lies under, an existing file (before any work).
+
+    Args:
+        path: the folder a step will create or fill.
+        option: how the user named it (``"--out"``, ``"-o"``), for the message.
+
+    Raises:
+        ValueError: ``path`` or one of its parents is a file (named in the message).
+    """
+    path = Path(path)
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ValueError(f"{option}: {blocking} is a file, not a folder; choose a folder")
+    return path
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file next to ``path`` (its folder is created),
     then move it over ``path`` (:func:`deepexemplar_core.files.atomic_path`).

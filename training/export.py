@@ -33,7 +33,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ._io import atomic_write, load_checkpoint, save_safetensors_atomic
+from ._io import atomic_write, check_output_folder, load_checkpoint, save_safetensors_atomic
 
 __all__ = ["HubPushError", "export_run", "model_card", "push_to_hub"]
 
@@ -86,6 +86,7 @@ def _summary(metrics: list[dict], batch: int, last: int = 20) -> dict:
 
 def _check_output(out: Path, overwrite: bool) -> None:
     """Refuse to replace files of an earlier export (or the user's own ``README.md``)."""
+    check_output_folder(out, "-o")
     present = [name for name in EXPORTED if (out / name).exists()]
     if present and not overwrite:
         raise ValueError(f"-o {out}: already holds {', '.join(present)}; choose a new or empty "

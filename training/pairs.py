@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from deepexemplar_core.files import sha256_file
 from deepexemplar_core.image_io import IMAGE_SUFFIXES
 
-from ._io import save_safetensors_atomic, sigterm_unwinds, write_json_atomic
+from ._io import check_output_folder, save_safetensors_atomic, sigterm_unwinds, write_json_atomic
 
 __all__ = [
     "FORMAT",
@@ -408,7 +408,7 @@ def build_pairs(
         raise ValueError(f"size: expected a multiple of 8 >= 32, got {size}")
     if shard_size < 1 or pairs_per_image < 1 or top_k < 1:
         raise ValueError("shard_size, pairs_per_image and top_k must be >= 1")
-    out = Path(out)
+    out = check_output_folder(out, "--out")
     root = Path(images)
     paths, classes = list_images(root)
     models = load_models(family, colorizer="propagation", device=device)

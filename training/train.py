@@ -56,7 +56,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ._io import load_checkpoint, sigterm_unwinds, torch_save_atomic, write_json_atomic
+from ._io import (
+    check_output_folder,
+    load_checkpoint,
+    sigterm_unwinds,
+    torch_save_atomic,
+    write_json_atomic,
+)
 from .dataset import PairShards
 
 __all__ = ["TrainConfig", "branch_losses", "build_parser", "main", "train"]
@@ -389,7 +395,7 @@ def _train(config: TrainConfig, ddp: _Dist, net_class, load_perceptual) -> dict:
         torch.cuda.set_device(device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    out = Path(config.out)
+    out = check_output_folder(config.out, "--out")
     checkpoint_path = out / CHECKPOINT
     if checkpoint_path.exists() and not config.resume:
         raise ValueError(f"--out: {out} already holds a run; pass --resume or choose another folder")

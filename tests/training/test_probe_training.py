@@ -85,3 +85,35 @@ def test_resume_without_a_checkpoint_says_how_to_start(pairs_dir, tmp_path, capl
                                   "--resume", "--workers", "0"])
     assert code == 2
     assert "run the same command without --resume to start it" in caplog.text
+
+
+@pytest.mark.parametrize("step", ["train", "pairs", "export", "registry_photos"])
+def test_an_output_folder_under_a_file_is_named_before_any_work(step, pairs_dir, photo_dir,
+                                                                 tmp_path, caplog):
+    """Each step ended in a FileExistsError/NotADirectoryError traceback from mkdir."""
+    import importlib
+
+    (tmp_path / "taken").write_text("mine")
+    out = str(tmp_path / "taken" / "sub")
+    argv = {
+        "train": ["--pairs", str(pairs_dir), "--out", out, "--workers", "0"],
+        "pairs": ["--images", str(photo_dir), "--out", out, "--size", "64"],
+        "export": [str(tmp_path / "run"), "-o", out],
+        "registry_photos": ["--out", out],
+    }[step]
+    with caplog.at_level(logging.ERROR):
+        code = importlib.import_module(f"training.{step}").main(argv)
+    assert code == 2
+    assert f"{tmp_path / 'taken'} is a file, not a folder; choose a folder" in caplog.text
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_registry_photos_names_a_missing_opencv_root(tmp_path, caplog):
+    from training import registry_photos
+
+    with caplog.at_level(logging.ERROR):
+        code = registry_photos.main(["--opencv-root", str(tmp_path / "nowhere"),
+                                     "--out", str(tmp_path / "photos")])
+    assert code == 2
+    assert "has no usr/share/doc/opencv-doc; unpack the package there" in caplog.text
+    assert not (tmp_path / "photos").exists()
