@@ -133,7 +133,7 @@ def write_flow(path: str | os.PathLike[str], nnf: torch.Tensor) -> None:
 
     Raises:
         TypeError: ``nnf`` is not an integer tensor.
-        ValueError: wrong shape or a batch other than 1.
+        ValueError: wrong shape, a batch other than 1, or a missing destination folder.
     """
     if isinstance(nnf, torch.Tensor) and nnf.dim() == 3:
         nnf = nnf[None]
@@ -144,7 +144,15 @@ def write_flow(path: str | os.PathLike[str], nnf: torch.Tensor) -> None:
     ys, xs = _identity_grid(field.shape[0], field.shape[1])
     offsets = np.stack((field[..., 1] - xs, field[..., 0] - ys), axis=-1).reshape(-1, 2)
     lines = "\n".join(f"{dx} {dy}" for dx, dy in offsets.tolist())
+    _check_folder(path)
     atomic_write(path, lambda f: f.write((lines + "\n").encode("ascii")))
+
+
+def _check_folder(path: str | os.PathLike[str]) -> None:
+    """Refuse a destination whose folder is missing (as ``write_image`` does), before writing."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ValueError(f"path: folder {folder} does not exist or is a file; create it first")
 
 
 def _check_size(name: str, size: tuple[int, int]) -> tuple[int, int]:
@@ -264,9 +272,11 @@ def write_combo(path: str | os.PathLike[str], combo: Combo) -> None:
 
     Raises:
         TypeError: ``combo`` is not a :class:`Combo`.
+        ValueError: the destination folder does not exist.
     """
     if not isinstance(combo, Combo):
         raise TypeError(f"combo: expected a Combo, got {type(combo).__name__}")
+    _check_folder(path)
     height, width = combo.size
     parts = [struct.pack("<ii", height, width)]
     images = [

@@ -95,3 +95,17 @@ def test_a_plain_pickle_gives_one_error_line_and_no_torch_warning(tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith(f"error: {src}: holds Python objects besides tensors")
     assert not (tmp_path / "o").exists()
+
+
+def test_writers_name_a_missing_folder_not_their_temporary_file(tmp_path):
+    from deepexemplar_core.authors.formats import Combo, write_combo, write_flow
+
+    nnf = torch.zeros(1, 2, 3, 2, dtype=torch.int64)
+    rgb = torch.zeros(3, 2, 3, dtype=torch.uint8)
+    (tmp_path / "file").write_text("x")
+    for folder in (tmp_path / "missing", tmp_path / "file"):
+        with pytest.raises(ValueError, match=f"folder {folder} does not exist or is a file"):
+            write_flow(folder / "a_b.txt", nnf)
+        with pytest.raises(ValueError, match=f"folder {folder} does not exist or is a file"):
+            write_combo(folder / "a_b.combo", Combo(rgb, rgb, rgb, rgb))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
