@@ -171,7 +171,11 @@ def _decode_png(blob: bytes, colour: bool, what: str) -> np.ndarray:
     import cv2
 
     flag = cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE
-    image = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), flag)
+    try:
+        image = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), flag)
+    except cv2.error as e:  # e.g. a PNG header declaring more pixels than OpenCV's limit
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ComboFormatError(f"combo: the {what} blob cannot be decoded ({first})") from e
     if image is None:
         raise ComboFormatError(f"combo: the {what} blob is not a decodable PNG")
     return image

@@ -109,3 +109,24 @@ def test_writers_name_a_missing_folder_not_their_temporary_file(tmp_path):
         with pytest.raises(ValueError, match=f"folder {folder} does not exist or is a file"):
             write_combo(folder / "a_b.combo", Combo(rgb, rgb, rgb, rgb))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_png_blob_declaring_too_many_pixels_is_a_format_error(tmp_path):
+    """OpenCV refuses a PNG over its pixel limit with cv2.error, which escaped read_combo."""
+    import io
+    import zlib
+
+    from PIL import Image
+
+    from deepexemplar_core.authors.formats import read_combo
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, "PNG")
+    blob = bytearray(buffer.getvalue())
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0)  # 3.6e9 pixels declared
+    blob[16:29] = ihdr
+    blob[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    data = struct.pack("<ii", 60000, 60000) + 2 * (struct.pack("<i", len(blob)) + bytes(blob))
+    (tmp_path / "big.combo").write_bytes(data)
+    with pytest.raises(ComboFormatError, match="the warp_ba blob cannot be decoded"):
+        read_combo(tmp_path / "big.combo")
