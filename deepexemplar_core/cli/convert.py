@@ -18,7 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"manifest. Default output folder: {default_weights_dir()} (set $DEEPEXEMPLAR_CACHE to "
         "move it); files there are found automatically.",
     )
-    parser.add_argument("src", help="the file to convert")
+    parser.add_argument(
+        "src",
+        help="the file to convert: example_net.pth, the gray VGG19-BN .caffemodel or the video "
+        "release's vgg19_gray.pth",
+    )
     parser.add_argument(
         "--kind",
         choices=("auto", *KINDS),
@@ -29,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o",
         "--output",
         default=None,
-        help="output folder or .safetensors file (default: the local weights folder)",
+        help="output folder or .safetensors file (default: the local weights folder); an "
+        "existing file is replaced atomically, and the same source always gives the same bytes",
     )
     parser.set_defaults(run=run_convert)
 
