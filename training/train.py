@@ -121,6 +121,12 @@ class TrainConfig:
         if self.lr <= 0 or self.alpha < 0 or not 0 < self.lr_gamma <= 1 or self.lr_decay_epochs <= 0:
             raise ValueError("--lr, --alpha, --lr-gamma, --lr-decay-epochs: expected lr > 0, "
                              "alpha >= 0, 0 < gamma <= 1, decay epochs > 0")
+        for option, value, low in (("--checkpoint-every", self.checkpoint_every, 1),
+                                   ("--log-every", self.log_every, 1), ("--workers", self.workers, 0),
+                                   ("--threads", self.threads, 0), ("--clip", self.clip, 0),
+                                   ("--max-minutes", self.max_minutes, 0)):
+            if value < low:
+                raise ValueError(f"{option}: expected >= {low}, got {value}")
 
 
 # ----------------------------------------------------------------------------- losses

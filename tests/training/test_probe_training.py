@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
@@ -117,3 +118,19 @@ def test_registry_photos_names_a_missing_opencv_root(tmp_path, caplog):
     assert code == 2
     assert "has no usr/share/doc/opencv-doc; unpack the package there" in caplog.text
     assert not (tmp_path / "photos").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "low"), [
+    ("--checkpoint-every", "0", 1), ("--log-every", "0", 1), ("--workers", "-1", 0),
+    ("--threads", "-1", 0), ("--clip", "-1", 0), ("--max-minutes", "-1", 0)])
+def test_train_names_an_out_of_range_option(option, value, low, tmp_path, caplog):
+    """0 for the two periods ended in ZeroDivisionError, --threads -1 in a RuntimeError, --workers
+    -1 in DataLoader's message; --clip -1 and --max-minutes -1 were taken silently."""
+    from training import train as train_module
+
+    with caplog.at_level(logging.ERROR):
+        code = train_module.main(["--pairs", str(tmp_path / "pairs"), "--out",
+                                  str(tmp_path / "run"), option, value])
+    assert code == 2
+    assert re.search(rf"{option}: expected >= {low}, got {value}(\.0)?\n", caplog.text)
+    assert not (tmp_path / "run").exists()
