@@ -164,13 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json-out", type=Path, default=None, help="per-photo values as JSON")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from ._io import atomic_write, write_json_atomic
+    from ._io import atomic_write, check_output_folder, write_json_atomic
     from ._progress import progress_bar
 
     try:
+        if args.threads < 0:
+            raise ValueError(f"--threads: expected >= 0, got {args.threads}")
+        for option, path in (("--table-out", args.table_out), ("--json-out", args.json_out)):
+            if path is not None:  # checked before the evaluation, which takes minutes
+                check_output_folder(path.parent, option)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         with progress_bar("evaluate", unit="photo") as bar:
             report = evaluate(args.weights, args.images, args.size, args.seed, progress=bar)
     except ValueError as e:

@@ -117,6 +117,9 @@ def export_run(run: str | Path, out: str | Path, *, licence: str = "other",
 
     run, out = Path(run), Path(out)
     _check_output(out, overwrite)
+    if eval_table and not Path(eval_table).is_file():  # before any file is written
+        raise ValueError(f"--eval-table: {eval_table} is not a file; write it with "
+                         "python -m training.evaluate --table-out FILE, or leave the option out")
     state, config, metrics = _read_run(run)
     net = ExampleColorNet()
     net.load_state_dict(state["model"], strict=True)

@@ -134,3 +134,31 @@ def test_train_names_an_out_of_range_option(option, value, low, tmp_path, caplog
     assert code == 2
     assert re.search(rf"{option}: expected >= {low}, got {value}(\.0)?\n", caplog.text)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("extra", "said"), [
+    (["--threads", "-1"], "--threads: expected >= 0, got -1"),
+    (["--table-out", "taken/t.md"], "--table-out: taken is a file, not a folder"),
+    (["--json-out", "taken/r.json"], "--json-out: taken is a file, not a folder")])
+def test_evaluate_refuses_bad_options_before_evaluating(extra, said, tmp_path, caplog,
+                                                        monkeypatch):
+    """--threads -1 was a RuntimeError traceback; an unwritable --table-out one after the whole
+    evaluation."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("mine")
+    with caplog.at_level(logging.ERROR):
+        code = evaluate.main(["--weights", "w.safetensors", "--images", "photos", *extra])
+    assert code == 2
+    assert said in caplog.text
+
+
+def test_export_with_a_missing_eval_table_writes_nothing(tmp_path, caplog):
+    """It failed with FileNotFoundError after writing the weights, manifest and plot."""
+    from training import export
+
+    with caplog.at_level(logging.ERROR):
+        code = export.main([str(tmp_path / "run"), "-o", str(tmp_path / "out"),
+                            "--eval-table", str(tmp_path / "table.md")])
+    assert code == 2
+    assert f"--eval-table: {tmp_path / 'table.md'} is not a file" in caplog.text
+    assert not (tmp_path / "out").exists()
