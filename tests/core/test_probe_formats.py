@@ -130,3 +130,13 @@ def test_a_png_blob_declaring_too_many_pixels_is_a_format_error(tmp_path):
     (tmp_path / "big.combo").write_bytes(data)
     with pytest.raises(ComboFormatError, match="the warp_ba blob cannot be decoded"):
         read_combo(tmp_path / "big.combo")
+
+
+def test_kind_gray_vgg_on_a_pytorch_file_says_what_it_is(tmp_path, capsys):
+    """It was parsed as protobuf: 'not a readable caffemodel: unsupported wire type ...'."""
+    src = tmp_path / "example_net.pth"
+    torch.save({"conv10_ab.weight": torch.zeros(2)}, src, _use_new_zipfile_serialization=False)
+    assert main(["convert", str(src), "--kind", "gray-vgg", "-o", str(tmp_path / "o")]) == 3
+    err = capsys.readouterr().err
+    assert "not a .caffemodel; leave --kind out (auto) or pass --kind colornet" in err
+    assert not (tmp_path / "o").exists()

@@ -390,6 +390,10 @@ def convert_file(
         raise ConversionError(
             f"{path}: is {what}, not one of the authors' weight files (a .pth zip archive or "
             "pickle, or a .caffemodel); copy or download it again")
+    if kind == "gray-vgg" and torch_file:
+        raise ConversionError(
+            f"{path}: is {what}, not a .caffemodel; leave --kind out (auto) or pass --kind "
+            "colornet or --kind video-vgg")
     if kind == "gray-vgg" or (kind == "auto" and not torch_file):
         return convert_gray_vgg_caffemodel(path, dst)
     state = read_legacy_torch(path)
