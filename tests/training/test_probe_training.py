@@ -162,3 +162,14 @@ def test_export_with_a_missing_eval_table_writes_nothing(tmp_path, caplog):
     assert code == 2
     assert f"--eval-table: {tmp_path / 'table.md'} is not a file" in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_python_m_training_lists_the_steps(capsys):
+    """``python -m training`` was 'No module named training.__main__'."""
+    from training.__main__ import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"training.{step}" in out for step in ("pairs", "train", "export", "evaluate"))
+    assert main(["train"]) == 2
+    assert "run one step, e.g. python -m training.train" in capsys.readouterr().err
