@@ -26,6 +26,7 @@ from typing import BinaryIO
 __all__ = [
     "PathOutsideError",
     "atomic_folder",
+    "file_in_the_way",
     "atomic_path",
     "atomic_write",
     "cache_root",
@@ -140,6 +141,21 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 class PathOutsideError(ValueError):
     """A path read from a file (an index entry, a name) that leads outside its root folder."""
+
+
+def file_in_the_way(folder: str | os.PathLike[str]) -> Path | None:
+    """The existing file (not a folder) that ``folder`` is, or lies under, if any: an output
+    folder that cannot be created, named before any work.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = (root / "a.txt").write_text("x")
+        >>> file_in_the_way(root / "a.txt" / "out") == root / "a.txt", file_in_the_way(root / "b")
+        (True, None)
+    """
+    path = Path(folder)
+    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
 
 
 def resolve_inside(root: str | os.PathLike[str], relative: str | os.PathLike[str]) -> Path:

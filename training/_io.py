@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from deepexemplar_core.files import atomic_path
+from deepexemplar_core.files import atomic_path, file_in_the_way
 
 
 @contextlib.contextmanager
@@ -51,7 +51,7 @@ def check_output_folder(path: str | os.PathLike[str], option: str) -> Path:
         ValueError: ``path`` or one of its parents is a file (named in the message).
     """
     path = Path(path)
-    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    blocking = file_in_the_way(path)
     if blocking is not None:
         raise ValueError(f"{option}: {blocking} is a file, not a folder; choose a folder")
     return path

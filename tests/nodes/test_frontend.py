@@ -373,12 +373,22 @@ def test_a_skipped_output_reaches_the_page_as_an_error(page, server):
     assert "nothing was written" in text and "fps" in text.lower(), text
 
 
-SECOND_REFERENCE_JS = """(image) => {
-  const node = window.app.graph._nodes.find(n => n.title.startsWith('Load reference 2'));
+SET_IMAGE_JS = """([title, image]) => {
+  const node = window.app.graph._nodes.find(n => n.title.startsWith(title));
   const widget = node.widgets.find(w => w.name === 'image');
   widget.value = image;
   widget.callback?.(widget.value);
 }"""
+
+
+def _run_with_image(page, server, name: str, title: str, image: str) -> None:
+    """Set the Load Image whose title starts with ``title`` to ``image``, run the open
+    workflow ``name`` from the page and check that it succeeded."""
+    page.evaluate(SET_IMAGE_JS, [title, image])
+    before = set(json.loads(_get(server + "/history")))
+    page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    entry = _wait(server, before, name)
+    assert entry["status"]["status_str"] == "success", entry["status"]
 
 
 def test_a_gray_reference_left_out_is_said_on_the_node(page, server):
@@ -391,22 +401,10 @@ def test_a_gray_reference_left_out_is_said_on_the_node(page, server):
     note = page.get_by_text("reference 2 of the batch has no colour")
     for image, said in (("deepexemplar_target_cat_2.jpg", True),
                         ("deepexemplar_reference_rocket.jpg", False)):
-        page.evaluate(SECOND_REFERENCE_JS, image)
-        before = set(json.loads(_get(server + "/history")))
-        page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
-        entry = _wait(server, before, name)
-        assert entry["status"]["status_str"] == "success", entry["status"]
+        _run_with_image(page, server, name, "Load reference 2", image)
         note.wait_for(state="visible" if said else "detached", timeout=30000)
         if said:
             assert "left out, the others colour the target" in note.inner_text()
-
-
-TARGET_JS = """(image) => {
-  const node = window.app.graph._nodes.find(n => n.title.startsWith('Load target'));
-  const widget = node.widgets.find(w => w.name === 'image');
-  widget.value = image;
-  widget.callback?.(widget.value);
-}"""
 
 
 def test_a_target_with_nothing_painted_runs_and_the_node_says_how_to_paint(page, server):
@@ -414,12 +412,7 @@ def test_a_target_with_nothing_painted_runs_and_the_node_says_how_to_paint(page,
     the references choosing per pixel, and Colorize says in the page how to paint a region."""
     name = "7_colorize_with_several_references"
     _open(page, name)
-    page.evaluate(TARGET_JS, "deepexemplar_target_cat_2.jpg")
-    before = set(json.loads(_get(server + "/history")))
-    page.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
-    entry = _wait(server, before, name)
-    assert entry["status"]["status_str"] == "success", entry["status"]
+    _run_with_image(page, server, name, "Load target", "deepexemplar_target_cat_2.jpg")
     note = page.get_by_text("Nothing is painted in 'regions'")
     note.wait_for(state="visible", timeout=30000)
     assert "Open in MaskEditor" in note.inner_text()
-

@@ -28,7 +28,7 @@ from torch import nn
 
 from ...backbones.vgg_gray import BN_EPS, VGG_BLOCKS, GrayVGG19BN
 from ...colorizers.colornet import ExampleColorNet
-from ...files import atomic_path, sha256_file
+from ...files import atomic_path, file_in_the_way, sha256_file
 from ...weights.manifest import write_manifest
 from ...weights.resolve import default_weights_dir, weights_filename
 from ...weights.safetensors_files import (
@@ -119,7 +119,7 @@ def _make_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as err:
-        blocking = next((p for p in (folder, *folder.parents) if p.is_file()), folder)
+        blocking = file_in_the_way(folder) or folder
         raise NotADirectoryError(
             f"output: {blocking} is a file, not a folder; pass a folder or a path ending in "
             ".safetensors"
