@@ -223,10 +223,7 @@ def regions_to_core(mask: object, references: int, node: str,
                              "connect a MASK output (e.g. the mask of Load Image).")
     masks = list((mask if mask.dim() == 3 else mask[None]).float().unbind(0))
     if mask.numel() and not bool((mask > 0).any()):
-        if notes is not None:
-            notes.append("Nothing is painted in 'regions', so the references choose per pixel; "
-                         "paint a region on the target (right-click its Load Image, Open in "
-                         "MaskEditor) to say which reference colours it.")
+        _warn(node, [NOTHING_PAINTED], notes)
         return None
     if len(masks) > references:
         raise NodeInputError(node, f"'regions' holds {len(masks)} masks for {references} "
@@ -239,6 +236,11 @@ def regions_to_core(mask: object, references: int, node: str,
             raise NodeInputError(node, str(err), REGIONS_SIZE_FIX) from err
     return masks
 
+
+#: The note of a regions MASK with nothing painted (:func:`regions_to_core`).
+NOTHING_PAINTED = ("Nothing is painted in 'regions', so the references choose per pixel; paint a "
+                   "region on the target (right-click its Load Image, Open in MaskEditor) to say "
+                   "which reference colours it.")
 
 #: What fixes a region mask that does not fit the target, for the nodes' messages.
 REGIONS_SIZE_FIX = ("right-click the target's Load Image, Open in MaskEditor and paint it there, "
@@ -282,10 +284,7 @@ def keyframe_plan(text: str | None, frames: int, references: int, node: str,
     try:
         entries, dropped = parse_keyframes(text, frames, name="'keyframes'",
                                            example='"0=1,120=2"')
-        for sentence in dropped:
-            logger.warning("DeepExemplar %s: %s", NODE_TITLES.get(node, node), sentence)
-        if notes is not None:
-            notes.extend(_sentence(sentence) for sentence in dropped)
+        _warn(node, dropped, notes)
         schedule = []
         for frame, refs in entries:
             positions = []
@@ -303,11 +302,8 @@ def keyframe_plan(text: str | None, frames: int, references: int, node: str,
                         "batch more references (e.g. with the core node 'Batch Images') or "
                         "name one of those.")
                 if int(ref) - 1 in positions:
-                    sentence = (f"'keyframes': frame {frame} names reference {int(ref)} twice; "
-                                "it is used once")
-                    logger.warning("DeepExemplar %s: %s", NODE_TITLES.get(node, node), sentence)
-                    if notes is not None:
-                        notes.append(_sentence(sentence))
+                    twice = f"'keyframes': frame {frame} names reference {int(ref)} twice"
+                    _warn(node, [f"{twice}; it is used once"], notes)
                     continue
                 positions.append(int(ref) - 1)
             schedule.append((frame, positions))
@@ -845,6 +841,15 @@ def _refuse_gray_segments(reference: torch.Tensor, plan: ReferencePlan, node: st
                       "agree).",
                 "name a colour reference of the batch for that frame, or batch a colour photo "
                 "at that position.")
+
+
+def _warn(node: str, sentences: Iterable[str], notes: list[str] | None) -> None:
+    """Say ``sentences`` about the run in ComfyUI's console and, as full sentences, in
+    ``notes`` (for the page, :func:`~nodes.common.show_notes`)."""
+    sentences = [_sentence(s) for s in sentences]
+    for sentence in sentences:
+        logger.warning("DeepExemplar %s: %s", NODE_TITLES.get(node, node), sentence)
+    _extend(notes, sentences)
 
 
 def _extend(notes: list[str] | None, sentences: list[str]) -> None:
